@@ -1,0 +1,1 @@
+"""The HTTP surface: a Quart-Trio app served by Hypercorn's trio worker."""

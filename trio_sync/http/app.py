@@ -1,0 +1,167 @@
+"""Routes, authentication, CORS and Matrix error bodies.
+
+Every client-visible failure is a :class:`MatrixError` rendered as
+``{"errcode", "error"}`` with its status; unknown paths are 404 ``M_UNRECOGNIZED``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from ..errors import MatrixError, bad_json, forbidden, not_json
+from ..filters import parse_filter
+from ..storage.accounts import Device, device_for_token, store_filter
+from ..sync.request import parse_sync_request
+
+if TYPE_CHECKING:
+    from ..service import Service
+
+log = logging.getLogger(__name__)
+
+CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
+SPEC_VERSIONS = [f"v1.{n}" for n in range(1, 20)]
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
+}
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(data, status=status, content_type="application/json")
+
+
+def _access_token() -> str:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise MatrixError(401, "M_MISSING_TOKEN", "Malformed Authorization header")
+        return token.strip()
+    token = request.args.get("access_token")
+    if not token:
+        raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+    return token
+
+
+async def _request_json() -> Any:
+    raw = await request.get_data()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise not_json() from None
+
+
+def create_app(service: Service) -> QuartTrio:
+    """The Quart-Trio app for ``service``; serve it with :func:`shield_final_send` around it."""
+    app = QuartTrio("trio_sync")
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.config["BODY_TIMEOUT"] = 60
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
+
+    async def authenticate() -> Device:
+        device = await service.engine.read(device_for_token, _access_token())
+        if device is None:
+            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unrecognised access token", soft_logout=False)
+        return device
+
+    def own_user(device: Device, user_id: str) -> None:
+        if device.user_id != user_id:
+            raise forbidden("Cannot use another user's filters")
+
+    @app.errorhandler(MatrixError)
+    async def matrix_error(exc: MatrixError) -> Response:
+        return json_response(exc.body(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if status == 404:
+            return json_response({"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"}, 404)
+        if status == 405:
+            return json_response({"errcode": "M_UNRECOGNIZED", "error": "Method not allowed"}, 405)
+        if status == 413:
+            return json_response({"errcode": "M_TOO_LARGE", "error": "Request too large"}, 413)
+        return json_response({"errcode": "M_UNKNOWN", "error": exc.description or ""}, status)
+
+    @app.errorhandler(Exception)
+    async def internal_error(exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return json_response({"errcode": "M_UNKNOWN", "error": "Internal server error"}, 500)
+
+    @app.after_request
+    async def cors(response: Response) -> Response:
+        response.headers.update(CORS)
+        return response
+
+    @app.route("/<path:path>", methods=["OPTIONS"])
+    async def preflight(path: str) -> Response:
+        return Response(b"", status=204)
+
+    @app.get("/_matrix/client/versions")
+    async def versions() -> Response:
+        return json_response({"versions": SPEC_VERSIONS, "unstable_features": {}})
+
+    for prefix in CLIENT_PREFIXES:
+
+        @app.get(f"{prefix}/sync", endpoint=f"sync{prefix}")
+        async def sync() -> Response:
+            device = await authenticate()
+            req = parse_sync_request(request.args)
+            resp = await service.sync.sync(device, req)
+            return json_response(resp.dumps())
+
+        @app.post(f"{prefix}/user/<user_id>/filter", endpoint=f"filter_post{prefix}")
+        async def filter_post(user_id: str) -> Response:
+            device = await authenticate()
+            own_user(device, user_id)
+            filt = parse_filter(await _request_json())
+            canonical = orjson.dumps(filt.to_json(), option=orjson.OPT_SORT_KEYS).decode()
+            filter_id = await service.engine.write(store_filter, user_id, canonical)
+            return json_response({"filter_id": str(filter_id)})
+
+        @app.get(f"{prefix}/user/<user_id>/filter/<filter_id>", endpoint=f"filter_get{prefix}")
+        async def filter_get(user_id: str, filter_id: str) -> Response:
+            device = await authenticate()
+            own_user(device, user_id)
+            filt = await service.sync.resolve_filter(user_id, filter_id)
+            return json_response(filt.to_json())
+
+    @app.post("/_trio_sync/v1/ingest")
+    async def ingest_push() -> Response:
+        secret = service.config.ingest_secret
+        if not secret:
+            raise forbidden("HTTP ingest is disabled: no ingest secret is configured")
+        header = request.headers.get("Authorization", "")
+        given = header.removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Wrong ingest secret")
+        raw = await request.get_data()
+        lines = [line for line in raw.splitlines() if line.strip()]
+        if raw.lstrip().startswith(b"[") and len(lines) <= 1:
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise not_json() from None
+            if not isinstance(parsed, list):
+                raise bad_json("expected a JSON array or JSON lines")
+            lines = [orjson.dumps(m) for m in parsed]
+        applied = await service.ingest_raw(lines, source="http")
+        return json_response(
+            {
+                "accepted": applied.accepted,
+                "duplicates": applied.duplicates,
+                "rejected": applied.rejected,
+                "next_batch": str(service.notifier.current),
+            }
+        )
+
+    return app

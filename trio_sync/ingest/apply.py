@@ -1,0 +1,415 @@
+"""Applying a batch of log messages to storage: one write transaction per batch.
+
+The batch's data, the stream positions it allocated and the source's consumed offset are
+committed together, so a crash at any moment loses and doubles nothing. Each message is
+validated against what is stored before anything of it is written; one that fails is
+recorded in ``ingest_rejects`` inside the same transaction and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..redaction import redact, redact_for_client
+from ..storage import FOREVER, Array, Conn
+from ..tokens import StreamToken
+from .messages import (
+    BadMessage,
+    Ignored,
+    Message,
+    NewInviteEvent,
+    NewRoomEvent,
+    OldRoomEvent,
+    Pdu,
+    PurgeRoom,
+    RedactedEvent,
+    RetireInviteEvent,
+)
+
+#: State that travels with an invite so the invitee can render the room (spec: stripped state).
+STRIPPED_STATE_TYPES = (
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One log message: where it came from, its bytes, and what parsing made of it."""
+
+    offset: int | None
+    raw: bytes
+    message: Message | BadMessage
+
+
+@dataclass(slots=True)
+class Applied:
+    """What a committed batch changed: enough for the notifier to wake the right users."""
+
+    token: StreamToken = StreamToken()
+    rooms: set[str] = field(default_factory=set)
+    #: (room_id, user_id, membership) in log order.
+    memberships: list[tuple[str, str, str]] = field(default_factory=list)
+    invited: set[str] = field(default_factory=set)
+    purged: set[str] = field(default_factory=set)
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
+class _Positions:
+    """The stream counters, read once per batch and written back at its end."""
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self.values = {row[0]: int(row[1]) for row in rows}
+        self.start = dict(self.values)
+
+    def next(self, stream: str) -> int:
+        self.values[stream] += 1
+        return self.values[stream]
+
+    def peek(self, stream: str) -> int:
+        return self.values[stream] + 1
+
+    def changed(self) -> list[tuple[str, int]]:
+        return [(k, v) for k, v in self.values.items() if v != self.start[k]]
+
+    def token(self) -> StreamToken:
+        return StreamToken(*(self.values[name] for name in StreamToken.STREAMS))
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+async def apply_batch(
+    conn: Conn, source: str, items: Sequence[Item], end_offset: int | None
+) -> Applied:
+    """Apply ``items`` in order and record ``end_offset`` as consumed for ``source``."""
+    positions = _Positions(await conn.fetch("SELECT stream, position FROM streams"))
+    out = Applied()
+    for item in items:
+        message = item.message
+        try:
+            if isinstance(message, BadMessage):
+                raise message
+            await _apply(conn, positions, out, message)
+        except BadMessage as exc:
+            out.rejected += 1
+            await conn.execute(
+                "INSERT INTO ingest_rejects (id, source, position, reason, raw, rejected_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                positions.next("reject"),
+                source,
+                item.offset,
+                str(exc)[:2000],
+                item.raw,
+                int(time.time() * 1000),
+            )
+    changed = positions.changed()
+    if changed:
+        await conn.executemany("UPDATE streams SET position = $2 WHERE stream = $1", changed)
+    if end_offset is not None:
+        await conn.execute(
+            "INSERT INTO ingest_offsets (source, position) VALUES ($1, $2) "
+            "ON CONFLICT (source) DO UPDATE SET position = excluded.position",
+            source,
+            end_offset,
+        )
+    out.token = positions.token()
+    return out
+
+
+async def _apply(conn: Conn, pos: _Positions, out: Applied, message: Message) -> None:
+    if isinstance(message, NewRoomEvent):
+        await _new_room_event(conn, pos, out, message)
+    elif isinstance(message, OldRoomEvent):
+        if await _insert_event(conn, pos, message.event, message.event.unsigned, exclude=True):
+            out.accepted += 1
+        else:
+            out.duplicates += 1
+    elif isinstance(message, NewInviteEvent):
+        await _new_invite(conn, pos, out, message.event, message.room_version)
+    elif isinstance(message, RetireInviteEvent):
+        await _retire_invite(conn, pos, out, message)
+    elif isinstance(message, RedactedEvent):
+        await _redact(conn, out, message)
+    elif isinstance(message, PurgeRoom):
+        await _purge(conn, out, message.room_id)
+    elif isinstance(message, Ignored):
+        out.accepted += 1
+
+
+async def _insert_event(
+    conn: Conn,
+    pos: _Positions,
+    ev: Pdu,
+    unsigned: dict[str, Any],
+    *,
+    exclude: bool = False,
+    txn: tuple[int | None, str | None] = (None, None),
+    visibility: str | None = None,
+) -> bool:
+    """Store ``ev`` at the next PDU position; False (and no position used) if already stored."""
+    row = await conn.fetchrow(
+        "INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, "
+        "origin_server_ts, room_version, client_json, pdu_json, exclude_from_sync, "
+        "txn_session, txn_id, history_visibility) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
+        "ON CONFLICT (event_id) DO NOTHING RETURNING pos",
+        pos.peek("pdu"),
+        ev.event_id,
+        ev.room_id,
+        ev.type,
+        ev.state_key,
+        ev.sender,
+        ev.depth,
+        ev.origin_server_ts,
+        ev.room_version,
+        _dumps(ev.client_dict(unsigned)),
+        _dumps(ev.pdu_dict()),
+        1 if exclude else 0,
+        txn[0],
+        txn[1],
+        visibility,
+    )
+    if row is None:
+        return False
+    pos.next("pdu")
+    return True
+
+
+async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomEvent) -> None:
+    ev = m.event
+    if await conn.fetchval("SELECT 1 FROM events WHERE event_id = $1", ev.event_id):
+        out.duplicates += 1
+        return
+    # Validate everything the state delta refers to before writing anything.
+    supplied = {e.event_id: e for e in m.add_state_events}
+    supplied[ev.event_id] = ev
+    wanted = [i for i in m.adds_state_event_ids if i not in supplied]
+    adds: dict[str, tuple[str, str, str | None]] = {}
+    if wanted:
+        for row in await conn.fetch(
+            "SELECT event_id, room_id, type, state_key, client_json FROM events "
+            "WHERE event_id = ANY($1)",
+            Array(wanted),
+        ):
+            if row[1] != ev.room_id or row[3] is None:
+                raise BadMessage(f"adds_state_event_ids: {row[0]} is not state of {ev.room_id}")
+            content = orjson.loads(row[4]).get("content") or {}
+            adds[row[0]] = (row[2], row[3], _membership(row[2], content))
+        missing = [i for i in wanted if i not in adds]
+        if missing:
+            raise BadMessage(f"adds_state_event_ids refers to unknown events: {missing[:5]}")
+    for event_id in m.adds_state_event_ids:
+        if event_id in supplied:
+            sev = supplied[event_id]
+            if sev.state_key is None or sev.room_id != ev.room_id:
+                raise BadMessage(f"adds_state_event_ids: {event_id} is not state of {ev.room_id}")
+            adds[event_id] = (sev.type, sev.state_key, _membership(sev.type, sev.content))
+    keys = [(t, k) for t, k, _ in adds.values()]
+    if len(set(keys)) != len(keys):
+        raise BadMessage("adds_state_event_ids adds two events for one (type, state_key)")
+
+    for extra in m.add_state_events:
+        if extra.event_id != ev.event_id:
+            await _insert_event(conn, pos, extra, extra.unsigned, exclude=True)
+    unsigned = dict(ev.unsigned)
+    if ev.state_key is not None:
+        prev = await conn.fetchrow(
+            "SELECT e.event_id, e.sender, e.client_json FROM room_state s "
+            "JOIN events e ON e.event_id = s.event_id WHERE s.room_id = $1 AND s.type = $2 "
+            "AND s.state_key = $3 AND s.removed_at = $4",
+            ev.room_id,
+            ev.type,
+            ev.state_key,
+            FOREVER,
+        )
+        if prev is not None:
+            unsigned["replaces_state"] = prev[0]
+            unsigned["prev_sender"] = prev[1]
+            unsigned["prev_content"] = orjson.loads(prev[2]).get("content", {})
+    if not await _insert_event(
+        conn,
+        pos,
+        ev,
+        unsigned,
+        txn=(m.txn_session, m.txn_id),
+        visibility=m.history_visibility,
+    ):
+        out.duplicates += 1
+        return
+    at = pos.values["pdu"]
+    out.accepted += 1
+    out.rooms.add(ev.room_id)
+    if m.rewrites_state:
+        await conn.execute(
+            "UPDATE room_state SET removed_at = $2 WHERE room_id = $1 AND removed_at = $3",
+            ev.room_id,
+            at,
+            FOREVER,
+        )
+    if m.removes_state_event_ids:
+        await conn.execute(
+            "UPDATE room_state SET removed_at = $2 WHERE room_id = $1 AND removed_at = $3 "
+            "AND event_id = ANY($4)",
+            ev.room_id,
+            at,
+            FOREVER,
+            Array(m.removes_state_event_ids),
+        )
+    for event_id, (etype, state_key, membership) in adds.items():
+        await conn.execute(
+            "UPDATE room_state SET removed_at = $4 WHERE room_id = $1 AND type = $2 "
+            "AND state_key = $3 AND removed_at = $5",
+            ev.room_id,
+            etype,
+            state_key,
+            at,
+            FOREVER,
+        )
+        await conn.execute(
+            "INSERT INTO room_state (room_id, type, state_key, event_id, membership, "
+            "added_at, removed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            ev.room_id,
+            etype,
+            state_key,
+            event_id,
+            membership,
+            at,
+            FOREVER,
+        )
+        if membership is not None:
+            out.memberships.append((ev.room_id, state_key, membership))
+            if membership == "invite" and event_id == ev.event_id:
+                await _new_invite(conn, pos, out, ev, ev.room_version, counted=True)
+            elif membership != "invite":
+                await _retire_for(conn, pos, out, ev.room_id, state_key, membership, event_id)
+
+
+def _membership(etype: str, content: dict[str, Any]) -> str | None:
+    if etype != "m.room.member":
+        return None
+    value = content.get("membership")
+    return value if isinstance(value, str) else "leave"
+
+
+async def _stripped_state(conn: Conn, room_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT e.client_json FROM room_state s JOIN events e ON e.event_id = s.event_id "
+        "WHERE s.room_id = $1 AND s.removed_at = $2 AND s.type = ANY($3)",
+        room_id,
+        FOREVER,
+        Array(STRIPPED_STATE_TYPES),
+    )
+    out = []
+    for row in rows:
+        event = orjson.loads(row[0])
+        out.append({k: event[k] for k in ("content", "sender", "state_key", "type")})
+    return out
+
+
+async def _new_invite(
+    conn: Conn, pos: _Positions, out: Applied, ev: Pdu, room_version: str, counted: bool = False
+) -> None:
+    """Make ``ev`` (an invite membership event) an active invite for its target."""
+    if ev.state_key is None:
+        return
+    given = ev.unsigned.get("invite_room_state")
+    stripped = given if isinstance(given, list) else await _stripped_state(conn, ev.room_id)
+    unsigned = {k: v for k, v in ev.unsigned.items() if k != "invite_room_state"}
+    unsigned["invite_room_state"] = stripped
+    row = await conn.fetchrow(
+        "INSERT INTO invites (pos, event_id, room_id, user_id, room_version, event_json) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING RETURNING pos",
+        pos.peek("invite"),
+        ev.event_id,
+        ev.room_id,
+        ev.state_key,
+        room_version,
+        _dumps(ev.client_dict(unsigned)),
+    )
+    if row is not None:
+        pos.next("invite")
+        out.invited.add(ev.state_key)
+    if not counted:
+        if row is None:
+            out.duplicates += 1
+        else:
+            out.accepted += 1
+
+
+async def _retire_for(
+    conn: Conn,
+    pos: _Positions,
+    out: Applied,
+    room_id: str,
+    user_id: str,
+    membership: str,
+    by_event: str | None,
+) -> None:
+    """Retire every active invite of ``user_id`` to ``room_id``."""
+    rows = await conn.fetch(
+        "UPDATE invites SET retired_at = $3, retired_membership = $4, retired_by_event_id = $5 "
+        "WHERE room_id = $1 AND user_id = $2 AND retired_at IS NULL RETURNING pos",
+        room_id,
+        user_id,
+        pos.peek("invite"),
+        membership,
+        by_event,
+    )
+    if rows:
+        pos.next("invite")
+        out.invited.add(user_id)
+
+
+async def _retire_invite(conn: Conn, pos: _Positions, out: Applied, m: RetireInviteEvent) -> None:
+    row = await conn.fetchrow(
+        "SELECT room_id, user_id FROM invites WHERE event_id = $1", m.event_id
+    )
+    if row is None:
+        raise BadMessage(f"retire_invite_event for unknown invite {m.event_id}")
+    await _retire_for(conn, pos, out, row[0], row[1], m.membership, m.retired_by_event_id)
+    out.accepted += 1
+
+
+async def _redact(conn: Conn, out: Applied, m: RedactedEvent) -> None:
+    row = await conn.fetchrow(
+        "SELECT room_id, room_version, client_json, pdu_json FROM events WHERE event_id = $1",
+        m.redacted_event_id,
+    )
+    if row is None:
+        raise BadMessage(f"redacted_event for unknown event {m.redacted_event_id}")
+    because = m.redacted_because
+    if because.room_id != row[0]:
+        raise BadMessage("RedactedBecause is not in the redacted event's room")
+    because_json = because.client_dict()
+    client = redact_for_client(orjson.loads(row[2]), row[1], because_json)
+    pdu = redact(orjson.loads(row[3]), row[1])
+    await conn.execute(
+        "UPDATE events SET client_json = $2, pdu_json = $3, redacted_because = $4 "
+        "WHERE event_id = $1",
+        m.redacted_event_id,
+        _dumps(client),
+        _dumps(pdu),
+        _dumps(because_json),
+    )
+    out.accepted += 1
+
+
+async def _purge(conn: Conn, out: Applied, room_id: str) -> None:
+    for table in ("events", "room_state", "invites"):
+        await conn.execute(f"DELETE FROM {table} WHERE room_id = $1", room_id)  # noqa: S608
+    out.purged.add(room_id)
+    out.accepted += 1

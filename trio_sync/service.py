@@ -1,0 +1,149 @@
+"""The composition root shared by ``trio-sync serve`` and embedding applications.
+
+``open_service`` starts, in one nursery: storage (migrations applied), the notifier
+(positions and joined-members map loaded), the ingest task (and a followed log file if
+configured), then the HTTP server. Leaving the context stops it in reverse: HTTP stops
+accepting and drains (waiting long-polls are answered at once), then ingest is cancelled,
+then storage is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import orjson
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from .config import Config
+from .http.app import create_app
+from .http.asgi import ASGIApp, shield_final_send
+from .ingest import Applied, Ingestor, follow_file
+from .ingest.runner import current_token
+from .notifier import Notifier
+from .storage import Engine, open_engine
+from .storage.accounts import add_device, new_token
+from .storage.rooms import joined_rooms_map
+from .sync.handler import SyncHandler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """A running trio-sync: its ASGI app, ingest entry points and bound addresses."""
+
+    config: Config
+    engine: Engine
+    notifier: Notifier
+    ingestor: Ingestor
+    sync: SyncHandler
+    app: ASGIApp = field(init=False)
+    addresses: list[str] = field(default_factory=list)
+
+    async def ingest(self, messages: Iterable[Mapping[str, Any] | bytes | str]) -> Applied:
+        """Apply output-log messages in-process (dicts, or their JSON text), in order.
+
+        Returns once they are committed and waiting clients have been woken.
+        """
+        raws = [
+            m if isinstance(m, bytes) else m.encode() if isinstance(m, str) else orjson.dumps(m)
+            for m in messages
+        ]
+        return await self.ingest_raw(raws, source="in-process")
+
+    async def ingest_raw(self, raws: Sequence[bytes], source: str) -> Applied:
+        """Apply raw log messages from ``source``, in batches of ``config.batch_size``."""
+        total: Applied | None = None
+        size = self.config.batch_size
+        for start in range(0, max(len(raws), 1), size):
+            applied = await self.ingestor.submit(source, raws[start : start + size])
+            if total is None:
+                total = applied
+            else:
+                total.accepted += applied.accepted
+                total.duplicates += applied.duplicates
+                total.rejected += applied.rejected
+        assert total is not None
+        return total
+
+    async def add_device(self, user_id: str, device_id: str, token: str | None = None) -> str:
+        """Register a device and return its access token."""
+        token = token or new_token()
+        await self.engine.write(add_device, user_id, device_id, token)
+        return token
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [config.listen or "127.0.0.1:0"]
+    hc.graceful_timeout = config.graceful_timeout
+    hc.keep_alive_timeout = config.keep_alive_timeout
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    return hc
+
+
+@asynccontextmanager
+async def open_service(config: Config) -> AsyncIterator[Service]:
+    """Run trio-sync inside the caller's task tree for as long as the context is open.
+
+    Startup order: storage (migrations) → ingest ready → HTTP listening (when
+    ``config.listen`` is set; ``service.addresses`` then holds the bound URLs).
+    Cancellation of the caller cancels everything; a normal exit drains HTTP first
+    (up to ``config.graceful_timeout`` seconds).
+    """
+    async with open_engine(config.database) as engine:
+        notifier = Notifier(
+            await engine.read(current_token), await engine.read(joined_rooms_map)
+        )
+        async with trio.open_nursery() as nursery:
+            ingestor = Ingestor(engine, notifier)
+            await nursery.start(ingestor.run)
+            service = Service(config, engine, notifier, ingestor, SyncHandler(engine, notifier))
+            service.app = shield_final_send(create_app(service))
+            if config.log:
+                await nursery.start(
+                    partial(
+                        follow_file,
+                        config.log,
+                        ingestor,
+                        batch_lines=config.batch_size,
+                        poll_interval=config.follow_poll_interval,
+                    )
+                )
+            stop_http = trio.Event()
+            http_done = trio.Event()
+            if config.listen:
+
+                async def run_http(task_status: trio.TaskStatus[list[str]]) -> None:
+                    try:
+                        await serve(
+                            service.app,  # type: ignore[arg-type]
+                            hypercorn_config(config),
+                            shutdown_trigger=stop_http.wait,
+                            task_status=task_status,
+                        )
+                    finally:
+                        http_done.set()
+
+                service.addresses = await nursery.start(run_http)
+                log.info("listening on %s", ", ".join(service.addresses))
+            else:
+                http_done.set()
+            try:
+                yield service
+            finally:
+                stop_http.set()
+                notifier.close()
+                with trio.CancelScope(shield=True), trio.move_on_after(
+                    config.graceful_timeout + 1
+                ):
+                    await http_done.wait()
+                nursery.cancel_scope.cancel()

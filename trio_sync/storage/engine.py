@@ -1,0 +1,86 @@
+"""The tiny engine object: what differs between SQLite and PostgreSQL, and nothing else.
+
+Storage operations are ``async def op(conn, *args)`` functions written once against
+:class:`Conn`. An engine runs a whole operation in one transaction and in one hop off the
+Trio loop: SQLite drives the coroutine to completion in a worker thread (the connection's
+methods never suspend), PostgreSQL awaits it inside asyncio through the trio-asyncio bridge.
+SQL is written in PostgreSQL's dialect (``$1`` placeholders, ``= ANY($n)`` for IN lists,
+``ON CONFLICT`` upserts, ``RETURNING``); the SQLite engine rewrites the first two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+#: ``removed_at`` of a state row that is still current.
+FOREVER = (1 << 63) - 1
+
+
+class Row(Protocol):
+    """A result row: indexable by position and by column name."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+
+class Conn(Protocol):
+    """A connection inside a transaction, as a storage operation sees it."""
+
+    async def fetch(self, sql: str, *args: object) -> Sequence[Row]:
+        """All rows of a query."""
+        ...
+
+    async def fetchrow(self, sql: str, *args: object) -> Row | None:
+        """The first row of a query, or None."""
+        ...
+
+    async def fetchval(self, sql: str, *args: object) -> Any:
+        """The first column of the first row, or None."""
+        ...
+
+    async def execute(self, sql: str, *args: object) -> None:
+        """Run a statement."""
+        ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """Run a statement once per parameter row."""
+        ...
+
+
+Op = Callable[Concatenate[Conn, P], Awaitable[T]]
+
+
+@dataclass(frozen=True, slots=True)
+class Array:
+    """A list parameter used with ``= ANY($n)``."""
+
+    items: Sequence[str | int]
+
+
+class Engine(Protocol):
+    """One database: opened by ``open_engine`` and closed when its context exits."""
+
+    name: str
+
+    async def read(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``op`` in a read-only snapshot transaction.
+
+        A checkpoint. If cancelled, the operation is either finished (its result thrown
+        away) or rolled back; nothing partial is visible.
+        """
+        ...
+
+    async def write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``op`` in a write transaction; writes are serialised in this process.
+
+        A checkpoint. If cancelled, the transaction has either committed whole or not at all.
+        """
+        ...
+
+    async def run_script(self, sql: str) -> None:
+        """Run a migration script (several statements) in one transaction."""
+        ...

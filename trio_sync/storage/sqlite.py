@@ -1,0 +1,159 @@
+"""SQLite engine: WAL mode, one writer connection, a few reader connections.
+
+Every operation is one hop to a worker thread, where its coroutine is driven to
+completion without ever suspending (the connection's methods are synchronous underneath).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any
+
+import orjson
+import trio
+
+from ..errors import StorageError
+from .engine import Array, Op, P, Row, T
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+_ANY = re.compile(r"=\s*ANY\(\$(\d+)\)")
+
+
+@lru_cache(maxsize=1024)
+def _translate(sql: str) -> str:
+    sql = _ANY.sub(r"IN (SELECT value FROM json_each($\1))", sql)
+    return _PLACEHOLDER.sub(r"?\1", sql)
+
+
+def _params(args: Sequence[object]) -> tuple[object, ...]:
+    return tuple(
+        orjson.dumps(list(a.items)).decode() if isinstance(a, Array) else a for a in args
+    )
+
+
+class _SqliteConn:
+    __slots__ = ("_db",)
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    async def fetch(self, sql: str, *args: object) -> Sequence[Row]:
+        return self._db.execute(_translate(sql), _params(args)).fetchall()  # type: ignore[no-any-return]
+
+    async def fetchrow(self, sql: str, *args: object) -> Row | None:
+        return self._db.execute(_translate(sql), _params(args)).fetchone()  # type: ignore[no-any-return]
+
+    async def fetchval(self, sql: str, *args: object) -> Any:
+        row = self._db.execute(_translate(sql), _params(args)).fetchone()
+        return None if row is None else row[0]
+
+    async def execute(self, sql: str, *args: object) -> None:
+        self._db.execute(_translate(sql), _params(args))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        self._db.executemany(_translate(sql), (_params(r) for r in rows))
+
+
+def _drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends to completion, synchronously."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coro.close()
+    raise RuntimeError("a storage operation awaited something other than its connection")
+
+
+def _transaction(
+    db: sqlite3.Connection, begin: str, op: Op[..., T], args: Any, kwargs: Any
+) -> T:
+    try:
+        db.execute(begin)
+        try:
+            result = _drive(op(_SqliteConn(db), *args, **kwargs))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+    except sqlite3.Error as exc:
+        raise StorageError(f"sqlite: {exc}") from exc
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=10000")
+    db.execute("PRAGMA cache_size=-65536")
+    return db
+
+
+class SqliteEngine:
+    """The embedded default. ``path`` is a file path (``:memory:`` is not supported)."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str, readers: int = 3) -> None:
+        self._path = path
+        self._writer = _connect(path)
+        self._write_lock = trio.Lock()
+        self._readers = [_connect(path) for _ in range(readers)]
+        self._reader_slots = trio.Semaphore(readers)
+        self._limiter = trio.CapacityLimiter(readers + 1)
+
+    async def read(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        async with self._reader_slots:
+            db = self._readers.pop()
+            try:
+                return await trio.to_thread.run_sync(
+                    _transaction, db, "BEGIN", op, args, kwargs, limiter=self._limiter
+                )
+            finally:
+                self._readers.append(db)
+
+    async def write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        async with self._write_lock:
+            return await trio.to_thread.run_sync(
+                _transaction,
+                self._writer,
+                "BEGIN IMMEDIATE",
+                op,
+                args,
+                kwargs,
+                limiter=self._limiter,
+            )
+
+    async def run_script(self, sql: str) -> None:
+        def run() -> None:
+            try:
+                self._writer.executescript(f"BEGIN IMMEDIATE;\n{sql}\nCOMMIT;")
+            except sqlite3.Error as exc:
+                if self._writer.in_transaction:
+                    self._writer.execute("ROLLBACK")
+                raise StorageError(f"sqlite: {exc}") from exc
+
+        async with self._write_lock:
+            await trio.to_thread.run_sync(run, limiter=self._limiter)
+
+    def close(self) -> None:
+        for db in [self._writer, *self._readers]:
+            db.close()
+
+
+@asynccontextmanager
+async def open_sqlite(path: str) -> AsyncIterator[SqliteEngine]:
+    """Open (creating if needed) the SQLite database at ``path``; close it on exit."""
+    try:
+        engine = await trio.to_thread.run_sync(SqliteEngine, path)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open SQLite database {path!r}: {exc}") from exc
+    try:
+        yield engine
+    finally:
+        engine.close()

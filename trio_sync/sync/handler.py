@@ -1,0 +1,92 @@
+"""``/sync`` by stage: parse → wait → gather → shape.
+
+The wait is the only place a request parks: a ``trio.move_on_after`` around
+:meth:`Notifier.wait_for_update`, so ``timeout`` is a cancel scope's deadline and a client
+that disconnects cancels the wait at once. Gathering is one storage read (one hop off the
+Trio loop, one snapshot) bounded by the token taken after the wait.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from ..errors import MatrixError
+from ..filters import Filter, parse_filter_json
+from ..notifier import Notifier
+from ..storage import Conn, Engine
+from ..storage.accounts import Device, load_filter
+from ..tokens import StreamToken
+from .request import SyncRequest
+from .response import SyncContext, SyncResponse
+from .streams import PROVIDERS
+
+
+async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
+    resp = SyncResponse(next_batch=ctx.now)
+    for provider in PROVIDERS:
+        if ctx.since is None:
+            await provider.complete(conn, ctx, resp)
+        else:
+            await provider.incremental(conn, ctx, resp)
+    return resp
+
+
+class SyncHandler:
+    """Answers ``/sync`` for authenticated devices."""
+
+    def __init__(self, engine: Engine, notifier: Notifier) -> None:
+        self._engine = engine
+        self._notifier = notifier
+
+    async def resolve_filter(self, user_id: str, text: str | None) -> Filter:
+        """The filter a request names: inline JSON (starts with ``{``) or a stored ID."""
+        if text is None:
+            return Filter()
+        if text.lstrip().startswith("{"):
+            return parse_filter_json(text)
+        if not text.isdigit() or len(text) > 18:
+            raise MatrixError(400, "M_INVALID_PARAM", "filter must be a filter ID or JSON")
+        stored = await self._engine.read(load_filter, user_id, int(text))
+        if stored is None:
+            raise MatrixError(404, "M_NOT_FOUND", f"No filter {text} for {user_id}")
+        return parse_filter_json(stored)
+
+    async def sync(self, device: Device, req: SyncRequest) -> SyncResponse:
+        """Build the response; for an incremental sync, wait up to ``req.timeout_ms`` first.
+
+        A complete sync (no ``since``) and ``full_state=true`` never wait. An incremental
+        sync returns as soon as something for this user is committed; on timeout it
+        returns an empty response whose ``next_batch`` is not before ``since``.
+        Cancellation (client disconnect) ends the wait at once and leaves nothing behind.
+        """
+        filt = await self.resolve_filter(device.user_id, req.filter)
+        since = req.since
+        if since is None or req.full_state:
+            return await self._build(device, since, self._notifier.current, filt, req.full_state)
+        deadline = trio.current_time() + req.timeout_ms / 1000
+        wait_from = since
+        while True:
+            with trio.move_on_at(deadline):
+                await self._notifier.wait_for_update(device.user_id, wait_from)
+            now = self._notifier.current.union(since)
+            resp = await self._build(device, since, now, filt, False)
+            if (
+                not resp.is_empty()
+                or trio.current_time() >= deadline
+                or self._notifier.closing
+            ):
+                return resp
+            # Woken for something that turned out to hold nothing for this user: the
+            # range since..now is known empty, so keep waiting from now.
+            wait_from = now
+
+    async def _build(
+        self,
+        device: Device,
+        since: StreamToken | None,
+        now: StreamToken,
+        filt: Filter,
+        full_state: bool,
+    ) -> SyncResponse:
+        ctx = SyncContext(device.user_id, device.device_id, since, now, filt, full_state)
+        return await self._engine.read(_gather, ctx)
