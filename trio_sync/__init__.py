@@ -5,5 +5,13 @@ from .errors import MatrixError
 from .service import Service, open_service
 from .tokens import StreamToken, TopologyToken
 
-__all__ = ["Config", "MatrixError", "Service", "StreamToken", "TopologyToken", "load_config", "open_service"]
+__all__ = [
+    "Config",
+    "MatrixError",
+    "Service",
+    "StreamToken",
+    "TopologyToken",
+    "load_config",
+    "open_service",
+]
 __version__ = "0.1.0"

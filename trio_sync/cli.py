@@ -100,7 +100,9 @@ async def demo_main(listen: str) -> None:
         for user, token in tokens.items():
             print(f"  {user}  access token: {token}")
         print("\nTry:")
-        print(f"  curl -s -H 'Authorization: Bearer {tokens[alice]}' '{base}/_matrix/client/v3/sync'")
+        print(
+            f"  curl -s -H 'Authorization: Bearer {tokens[alice]}' '{base}/_matrix/client/v3/sync'"
+        )
         print("\nCtrl-C to stop.", flush=True)
         await _until_signalled()
 

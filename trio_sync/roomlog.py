@@ -86,7 +86,9 @@ class RoomLog:
             body["transaction_id"] = {"session_id": 1, "id": txn_id}
         return {"type": "new_room_event", "new_room_event": body}
 
-    def create_room(self, room_id: str, creator: str, name: str | None = None) -> list[dict[str, Any]]:
+    def create_room(
+        self, room_id: str, creator: str, name: str | None = None
+    ) -> list[dict[str, Any]]:
         """The usual first events of a public-chat room created by ``creator``."""
         out = [
             self.event(room_id, creator, "m.room.create", {"room_version": ROOM_VERSION}, ""),
@@ -121,7 +123,9 @@ class RoomLog:
 
     def message(self, room_id: str, sender: str, body: str, **kw: Any) -> dict[str, Any]:
         """An ``m.room.message`` text event."""
-        return self.event(room_id, sender, "m.room.message", {"msgtype": "m.text", "body": body}, **kw)
+        return self.event(
+            room_id, sender, "m.room.message", {"msgtype": "m.text", "body": body}, **kw
+        )
 
 
 def dumps_lines(messages: list[dict[str, Any]]) -> bytes:

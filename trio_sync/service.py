@@ -100,14 +100,12 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
     (up to ``config.graceful_timeout`` seconds).
     """
     async with open_engine(config.database) as engine:
-        notifier = Notifier(
-            await engine.read(current_token), await engine.read(joined_rooms_map)
-        )
+        notifier = Notifier(await engine.read(current_token), await engine.read(joined_rooms_map))
         async with trio.open_nursery() as nursery:
             ingestor = Ingestor(engine, notifier)
             await nursery.start(ingestor.run)
             service = Service(config, engine, notifier, ingestor, SyncHandler(engine, notifier))
-            service.app = shield_final_send(create_app(service))
+            service.app = shield_final_send(create_app(service))  # type: ignore[arg-type]
             if config.log:
                 await nursery.start(
                     partial(
@@ -142,8 +140,6 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
             finally:
                 stop_http.set()
                 notifier.close()
-                with trio.CancelScope(shield=True), trio.move_on_after(
-                    config.graceful_timeout + 1
-                ):
+                with trio.CancelScope(shield=True), trio.move_on_after(config.graceful_timeout + 1):
                     await http_done.wait()
                 nursery.cancel_scope.cancel()

@@ -46,14 +46,19 @@ def _access_token() -> str:
         if scheme.lower() != "bearer" or not token.strip():
             raise MatrixError(401, "M_MISSING_TOKEN", "Malformed Authorization header")
         return token.strip()
-    token = request.args.get("access_token")
+    token = request.args.get("access_token", "")
     if not token:
         raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
     return token
 
 
+async def _body() -> bytes:
+    data = await request.get_data(as_text=False)
+    return data if isinstance(data, bytes) else data.encode()
+
+
 async def _request_json() -> Any:
-    raw = await request.get_data()
+    raw = await _body()
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -70,7 +75,9 @@ def create_app(service: Service) -> QuartTrio:
     async def authenticate() -> Device:
         device = await service.engine.read(device_for_token, _access_token())
         if device is None:
-            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unrecognised access token", soft_logout=False)
+            raise MatrixError(
+                401, "M_UNKNOWN_TOKEN", "Unrecognised access token", soft_logout=False
+            )
         return device
 
     def own_user(device: Device, user_id: str) -> None:
@@ -85,7 +92,9 @@ def create_app(service: Service) -> QuartTrio:
     async def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         if status == 404:
-            return json_response({"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"}, 404)
+            return json_response(
+                {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"}, 404
+            )
         if status == 405:
             return json_response({"errcode": "M_UNRECOGNIZED", "error": "Method not allowed"}, 405)
         if status == 413:
@@ -144,7 +153,7 @@ def create_app(service: Service) -> QuartTrio:
         given = header.removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), secret.encode()):
             raise MatrixError(401, "M_UNKNOWN_TOKEN", "Wrong ingest secret")
-        raw = await request.get_data()
+        raw = await _body()
         lines = [line for line in raw.splitlines() if line.strip()]
         if raw.lstrip().startswith(b"[") and len(lines) <= 1:
             try:

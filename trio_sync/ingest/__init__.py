@@ -4,4 +4,12 @@ from .apply import Applied, Item, apply_batch
 from .messages import BadMessage, parse_message
 from .runner import Ingestor, follow_file
 
-__all__ = ["Applied", "BadMessage", "Ingestor", "Item", "apply_batch", "follow_file", "parse_message"]
+__all__ = [
+    "Applied",
+    "BadMessage",
+    "Ingestor",
+    "Item",
+    "apply_batch",
+    "follow_file",
+    "parse_message",
+]

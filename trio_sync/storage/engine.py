@@ -10,7 +10,7 @@ SQL is written in PostgreSQL's dialect (``$1`` placeholders, ``= ANY($n)`` for I
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -51,7 +51,7 @@ class Conn(Protocol):
         ...
 
 
-Op = Callable[Concatenate[Conn, P], Awaitable[T]]
+Op = Callable[Concatenate[Conn, P], Coroutine[Any, Any, T]]
 
 
 @dataclass(frozen=True, slots=True)

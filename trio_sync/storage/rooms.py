@@ -44,9 +44,7 @@ async def memberships_at(conn: Conn, user_id: str, at: int) -> dict[str, Members
     return {r[0]: Membership(r[0], r[1], r[2], r[3]) for r in rows}
 
 
-async def membership_changes(
-    conn: Conn, user_id: str, after: int, upto: int
-) -> list[Membership]:
+async def membership_changes(conn: Conn, user_id: str, after: int, upto: int) -> list[Membership]:
     """The user's membership changes at positions ``after < p <= upto``, oldest first."""
     rows = await conn.fetch(
         "SELECT room_id, membership, event_id, added_at FROM room_state "
@@ -60,9 +58,7 @@ async def membership_changes(
     return [Membership(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-async def rooms_with_events(
-    conn: Conn, room_ids: Sequence[str], after: int, upto: int
-) -> set[str]:
+async def rooms_with_events(conn: Conn, room_ids: Sequence[str], after: int, upto: int) -> set[str]:
     """Which of ``room_ids`` have a syncable event at ``after < p <= upto``.
 
     Scans the events in the range once: use it when the range is short.

@@ -30,9 +30,7 @@ def _translate(sql: str) -> str:
 
 
 def _params(args: Sequence[object]) -> tuple[object, ...]:
-    return tuple(
-        orjson.dumps(list(a.items)).decode() if isinstance(a, Array) else a for a in args
-    )
+    return tuple(orjson.dumps(list(a.items)).decode() if isinstance(a, Array) else a for a in args)
 
 
 class _SqliteConn:
@@ -42,10 +40,12 @@ class _SqliteConn:
         self._db = db
 
     async def fetch(self, sql: str, *args: object) -> Sequence[Row]:
-        return self._db.execute(_translate(sql), _params(args)).fetchall()  # type: ignore[no-any-return]
+        rows: list[Row] = self._db.execute(_translate(sql), _params(args)).fetchall()
+        return rows
 
     async def fetchrow(self, sql: str, *args: object) -> Row | None:
-        return self._db.execute(_translate(sql), _params(args)).fetchone()  # type: ignore[no-any-return]
+        row: Row | None = self._db.execute(_translate(sql), _params(args)).fetchone()
+        return row
 
     async def fetchval(self, sql: str, *args: object) -> Any:
         row = self._db.execute(_translate(sql), _params(args)).fetchone()
@@ -63,14 +63,13 @@ def _drive(coro: Coroutine[Any, Any, T]) -> T:
     try:
         coro.send(None)
     except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+        value: T = stop.value
+        return value
     coro.close()
     raise RuntimeError("a storage operation awaited something other than its connection")
 
 
-def _transaction(
-    db: sqlite3.Connection, begin: str, op: Op[..., T], args: Any, kwargs: Any
-) -> T:
+def _transaction(db: sqlite3.Connection, begin: str, op: Op[..., T], args: Any, kwargs: Any) -> T:
     try:
         db.execute(begin)
         try:

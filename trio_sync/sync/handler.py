@@ -70,11 +70,7 @@ class SyncHandler:
                 await self._notifier.wait_for_update(device.user_id, wait_from)
             now = self._notifier.current.union(since)
             resp = await self._build(device, since, now, filt, False)
-            if (
-                not resp.is_empty()
-                or trio.current_time() >= deadline
-                or self._notifier.closing
-            ):
+            if not resp.is_empty() or trio.current_time() >= deadline or self._notifier.closing:
                 return resp
             # Woken for something that turned out to hold nothing for this user: the
             # range since..now is known empty, so keep waiting from now.

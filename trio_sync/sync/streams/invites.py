@@ -32,9 +32,7 @@ def invite_state(event_json: str) -> list[str]:
 class InviteStream:
     """Active invites, and retired ones, on the invite stream's positions."""
 
-    async def _active(
-        self, conn: Conn, ctx: SyncContext, resp: SyncResponse, after: int
-    ) -> None:
+    async def _active(self, conn: Conn, ctx: SyncContext, resp: SyncResponse, after: int) -> None:
         at = ctx.now.invite
         rows = await conn.fetch(
             "SELECT room_id, event_json FROM invites WHERE user_id = $1 AND pos > $2 "

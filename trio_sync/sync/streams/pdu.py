@@ -50,9 +50,7 @@ async def room_section(
     else:
         state = await q.state_delta(conn, room_id, after, before)
     in_timeline = {e.event_id for e in events}
-    prev_batch = (
-        str(TopologyToken(events[0].depth, events[0].pos)) if events else str(ctx.now)
-    )
+    prev_batch = str(TopologyToken(events[0].depth, events[0].pos)) if events else str(ctx.now)
     return JoinedRoom(
         timeline=RoomTimeline([e.json for e in events], limited, prev_batch),
         state=[json for event_id, json in state if event_id not in in_timeline],
@@ -143,9 +141,7 @@ class PduStream:
                 else:
                     # Out of an invite (rejected, withdrawn) or a knock: only its own event.
                     resp.leave[room_id] = await _own_leave(conn, ctx, last)
-        joined = [
-            r for r, m in current.items() if m.membership == "join" and r not in handled
-        ]
+        joined = [r for r, m in current.items() if m.membership == "join" and r not in handled]
         joined = [r for r in joined if allows(r)]
         if not joined:
             return

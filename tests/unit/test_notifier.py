@@ -1,0 +1,140 @@
+"""The notifier under a MockClock: wake-ups, timeouts, no lost wake-ups, shutdown."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from trio_sync.ingest.apply import Applied
+from trio_sync.notifier import Notifier
+from trio_sync.tokens import StreamToken
+
+ALICE, BOB, CAROL = "@alice:x", "@bob:x", "@carol:x"
+ROOM = "!room:x"
+
+
+def event_in(room: str, pdu: int) -> Applied:
+    return Applied(token=StreamToken(pdu=pdu), rooms={room})
+
+
+async def _wait_recording(
+    notifier: Notifier, user: str, since: StreamToken, out: list[StreamToken]
+) -> None:
+    out.append(await notifier.wait_for_update(user, since))
+
+
+async def test_waiter_behind_returns_at_once() -> None:
+    notifier = Notifier(StreamToken(pdu=10), {ROOM: {ALICE}})
+    with trio.fail_after(1):
+        token = await notifier.wait_for_update(ALICE, StreamToken(pdu=3))
+    assert token == StreamToken(pdu=10)
+
+
+async def test_only_members_of_the_room_are_woken(autojump_clock: trio.testing.MockClock) -> None:
+    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}})
+    since = StreamToken(pdu=1)
+    # Streams exist from an earlier sync: register them at the current position.
+    for user in (ALICE, BOB, CAROL):
+        with trio.move_on_after(0.01):
+            await notifier.wait_for_update(user, since)
+    got: dict[str, list[StreamToken]] = {ALICE: [], BOB: [], CAROL: []}
+    async with trio.open_nursery() as nursery:
+        for user in got:
+            nursery.start_soon(_wait_recording, notifier, user, since, got[user])
+        await trio.testing.wait_all_tasks_blocked()
+        assert notifier.waiting() == 3
+        await notifier.advance(event_in(ROOM, 2))
+        await trio.testing.wait_all_tasks_blocked()
+        assert got[ALICE] == [StreamToken(pdu=2)]
+        assert got[BOB] == [StreamToken(pdu=2)]
+        assert got[CAROL] == []
+        assert notifier.waiting() == 1
+        nursery.cancel_scope.cancel()
+    assert notifier.waiting() == 0
+
+
+async def test_timeout_is_a_cancel_scope(autojump_clock: trio.testing.MockClock) -> None:
+    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
+    with trio.move_on_after(0.01):
+        await notifier.wait_for_update(ALICE, StreamToken(pdu=1))
+    start = trio.current_time()
+    with trio.move_on_after(30) as scope:
+        await notifier.wait_for_update(ALICE, StreamToken(pdu=1))
+    assert scope.cancelled_caught
+    assert trio.current_time() - start == 30
+    assert notifier.waiting() == 0
+
+
+async def test_membership_change_wakes_the_joining_user_and_members(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
+    since = StreamToken(pdu=1)
+    for user in (ALICE, BOB):
+        with trio.move_on_after(0.01):
+            await notifier.wait_for_update(user, since)
+    got: dict[str, list[StreamToken]] = {ALICE: [], BOB: []}
+    async with trio.open_nursery() as nursery:
+        for user in got:
+            nursery.start_soon(_wait_recording, notifier, user, since, got[user])
+        await trio.testing.wait_all_tasks_blocked()
+        await notifier.advance(
+            Applied(token=StreamToken(pdu=2), rooms={ROOM}, memberships=[(ROOM, BOB, "join")])
+        )
+    assert got == {ALICE: [StreamToken(pdu=2)], BOB: [StreamToken(pdu=2)]}
+    assert notifier.joined_members(ROOM) == {ALICE, BOB}
+    # Bob leaves: he is woken by his own leave, and no longer by the room's events.
+    await notifier.advance(
+        Applied(token=StreamToken(pdu=3), rooms={ROOM}, memberships=[(ROOM, BOB, "leave")])
+    )
+    assert notifier.joined_members(ROOM) == {ALICE}
+    with trio.move_on_after(5) as scope:
+        await notifier.advance(event_in(ROOM, 4))
+        await notifier.wait_for_update(BOB, StreamToken(pdu=3))
+    assert scope.cancelled_caught
+
+
+async def test_invite_wakes_the_invitee(autojump_clock: trio.testing.MockClock) -> None:
+    notifier = Notifier(StreamToken(invite=1))
+    with trio.move_on_after(0.01):
+        await notifier.wait_for_update(CAROL, StreamToken(invite=1))
+    got: list[StreamToken] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_wait_recording, notifier, CAROL, StreamToken(invite=1), got)
+        await trio.testing.wait_all_tasks_blocked()
+        await notifier.advance(Applied(token=StreamToken(invite=2), invited={CAROL}))
+    assert got == [StreamToken(invite=2)]
+
+
+async def test_no_wake_up_lost_between_check_and_wait(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An advance that lands before the waiter parks is seen when it checks."""
+    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
+    with trio.move_on_after(0.01):
+        await notifier.wait_for_update(ALICE, StreamToken(pdu=1))
+    await notifier.advance(event_in(ROOM, 2))
+    with trio.fail_after(1):
+        assert await notifier.wait_for_update(ALICE, StreamToken(pdu=1)) == StreamToken(pdu=2)
+
+
+async def test_unknown_user_with_old_token_is_answered_not_stranded() -> None:
+    notifier = Notifier(StreamToken(pdu=7))
+    with trio.fail_after(1):
+        await notifier.wait_for_update("@new:x", StreamToken(pdu=5))
+
+
+async def test_close_answers_every_waiter(autojump_clock: trio.testing.MockClock) -> None:
+    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}})
+    for user in (ALICE, BOB):
+        with trio.move_on_after(0.01):
+            await notifier.wait_for_update(user, StreamToken(pdu=1))
+    done: list[StreamToken] = []
+    async with trio.open_nursery() as nursery:
+        for user in (ALICE, BOB):
+            nursery.start_soon(_wait_recording, notifier, user, StreamToken(pdu=1), done)
+        await trio.testing.wait_all_tasks_blocked()
+        notifier.close()
+    assert len(done) == 2
+    with trio.fail_after(1):
+        await notifier.wait_for_update(ALICE, StreamToken(pdu=1))
