@@ -15,8 +15,8 @@ from typing import ClassVar
 from .errors import invalid_param
 
 _MAX = (1 << 63) - 1
-_STREAM_RE = re.compile(r"s(\d{1,19})(?:_(\d{1,19})){8}")
-_TOPO_RE = re.compile(r"t(-?\d{1,19})_(\d{1,19})")
+_STREAM_RE = re.compile(r"s([0-9]{1,19})(?:_([0-9]{1,19})){8}")
+_TOPO_RE = re.compile(r"t(-?[0-9]{1,19})_([0-9]{1,19})")
 
 
 @dataclass(frozen=True, slots=True, order=False)

@@ -43,6 +43,8 @@ def test_huge_timeout_is_capped() -> None:
         {"timeout": "soon"},
         {"timeout": "1.5"},
         {"timeout": "9" * 40},
+        {"timeout": "\u00b2"},
+        {"timeout": "\u0663"},
         {"full_state": "yes"},
         {"set_presence": "busy"},
         {"since": "nonsense"},

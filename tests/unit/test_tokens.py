@@ -27,6 +27,7 @@ def test_stream_token_round_trips() -> None:
         "s1_0_0_0_0_0_0_0_0 ",
         "s99999999999999999999_0_0_0_0_0_0_0_0",
         "s1.5_0_0_0_0_0_0_0_0",
+        "s\u0663_0_0_0_0_0_0_0_0",
     ],
 )
 def test_malformed_stream_tokens_are_400_invalid_param(text: str) -> None:

@@ -141,7 +141,7 @@ def create_app(service: Service) -> QuartTrio:
         async def filter_get(user_id: str, filter_id: str) -> Response:
             device = await authenticate()
             own_user(device, user_id)
-            filt = await service.sync.resolve_filter(user_id, filter_id)
+            filt = await service.sync.stored_filter(user_id, filter_id)
             return json_response(filt.to_json())
 
     @app.post("/_trio_sync/v1/ingest")

@@ -44,11 +44,15 @@ class SyncHandler:
             return Filter()
         if text.lstrip().startswith("{"):
             return parse_filter_json(text)
-        if not text.isdigit() or len(text) > 18:
+        return await self.stored_filter(user_id, text)
+
+    async def stored_filter(self, user_id: str, filter_id: str) -> Filter:
+        """A filter stored with ``POST /user/{userId}/filter``; 404 if there is none."""
+        if not (filter_id.isascii() and filter_id.isdigit()) or len(filter_id) > 18:
             raise MatrixError(400, "M_INVALID_PARAM", "filter must be a filter ID or JSON")
-        stored = await self._engine.read(load_filter, user_id, int(text))
+        stored = await self._engine.read(load_filter, user_id, int(filter_id))
         if stored is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"No filter {text} for {user_id}")
+            raise MatrixError(404, "M_NOT_FOUND", f"No filter {filter_id} for {user_id}")
         return parse_filter_json(stored)
 
     async def sync(self, device: Device, req: SyncRequest) -> SyncResponse:

@@ -38,7 +38,7 @@ def parse_sync_request(args: Mapping[str, str]) -> SyncRequest:
     since_text = args.get("since")
     since = StreamToken.parse(since_text) if since_text else None
     timeout_text = args.get("timeout", "0")
-    if not timeout_text.isdigit() or len(timeout_text) > 12:
+    if not (timeout_text.isascii() and timeout_text.isdigit()) or len(timeout_text) > 12:
         raise invalid_param("timeout must be a non-negative integer (milliseconds)")
     presence = args.get("set_presence", "online")
     if presence not in PRESENCE_STATES:
