@@ -31,10 +31,13 @@ CREATE TABLE events (
     txn_session BIGINT,
     txn_id TEXT,
     history_visibility TEXT,
+    -- The state event this one replaced (its content is this one's unsigned.prev_content).
+    replaces_state TEXT,
     -- The redaction event (client format) once this event has been redacted.
     redacted_because TEXT
 );
 CREATE INDEX events_room_pos ON events (room_id, pos);
+CREATE INDEX events_replaces_state ON events (replaces_state);
 CREATE INDEX events_room_topo ON events (room_id, depth, pos);
 
 -- Room state as validity intervals: the event was part of the room's current state for

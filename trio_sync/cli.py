@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from .config import Config, load_config
-from .errors import StorageError
+from .errors import StorageError, sole_exception
 from .ingest import Ingestor, follow_file
 from .ingest.runner import current_token
 from .notifier import Notifier
@@ -75,8 +75,9 @@ async def ingest_main(config: Config, path: str, quiet: bool) -> None:
 
 
 async def migrate_main(config: Config) -> None:
-    async with open_engine(config.database) as engine:
-        print(f"database at schema versions {await migrate(engine) or 'up to date'}")
+    async with open_engine(config.database, apply_migrations=False) as engine:
+        applied = await migrate(engine)
+        print(f"applied migrations {applied}" if applied else "schema up to date")
 
 
 async def demo_main(listen: str) -> None:
@@ -166,11 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             trio.run(migrate_main, config)
         elif args.command == "demo":
             trio.run(demo_main, args.listen)
-    except (StorageError, FileNotFoundError, ValueError) as exc:
-        print(f"trio-sync: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    except BaseException as raised:
+        exc = sole_exception(raised)
+        if isinstance(exc, StorageError | OSError | ValueError):
+            print(f"trio-sync: {exc}", file=sys.stderr)
+            return 1
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+        raise
     return 0
 
 

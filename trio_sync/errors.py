@@ -49,3 +49,14 @@ def not_found(message: str) -> MatrixError:
 
 class StorageError(Exception):
     """A database driver error, translated at the storage edge."""
+
+
+def sole_exception(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member exception groups, else ``exc``.
+
+    Nurseries that are implementation details (trio-asyncio's loop, a CLI command's
+    nursery) wrap what they pass on; callers expect the error itself.
+    """
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

@@ -174,8 +174,8 @@ async def _insert_event(
     row = await conn.fetchrow(
         "INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, "
         "origin_server_ts, room_version, client_json, pdu_json, exclude_from_sync, "
-        "txn_session, txn_id, history_visibility) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
+        "txn_session, txn_id, history_visibility, replaces_state) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
         "ON CONFLICT (event_id) DO NOTHING RETURNING pos",
         pos.peek("pdu"),
         ev.event_id,
@@ -192,6 +192,7 @@ async def _insert_event(
         txn[0],
         txn[1],
         visibility,
+        unsigned.get("replaces_state"),
     )
     if row is None:
         return False
@@ -264,22 +265,29 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
     pos.stored.add(ev.event_id)
     out.accepted += 1
     out.rooms.add(ev.room_id)
+    closed: list[Any] = []
     if m.rewrites_state:
-        await conn.execute(
-            "UPDATE room_state SET removed_at = $2 WHERE room_id = $1 AND removed_at = $3",
+        closed += await conn.fetch(
+            "UPDATE room_state SET removed_at = $2 WHERE room_id = $1 AND removed_at = $3 "
+            "RETURNING state_key, membership",
             ev.room_id,
             at,
             FOREVER,
         )
     if m.removes_state_event_ids:
-        await conn.execute(
+        closed += await conn.fetch(
             "UPDATE room_state SET removed_at = $2 WHERE room_id = $1 AND removed_at = $3 "
-            "AND event_id = ANY($4)",
+            "AND event_id = ANY($4) RETURNING state_key, membership",
             ev.room_id,
             at,
             FOREVER,
             Array(m.removes_state_event_ids),
         )
+    # A membership dropped from the state without a replacement: no longer joined.
+    re_added = {k for t, k, _ in adds.values() if t == "m.room.member"}
+    for row in closed:
+        if row[1] is not None and row[0] not in re_added:
+            out.memberships.append((ev.room_id, row[0], "leave"))
     for event_id, (etype, state_key, membership) in adds.items():
         await conn.execute(
             "UPDATE room_state SET removed_at = $4 WHERE room_id = $1 AND type = $2 "
@@ -416,6 +424,30 @@ async def _redact(conn: Conn, out: Applied, m: RedactedEvent) -> None:
         _dumps(pdu),
         _dumps(because_json),
     )
+    # The redacted content also lives on as the next state event's prev_content.
+    for nxt in await conn.fetch(
+        "SELECT event_id, client_json FROM events WHERE replaces_state = $1",
+        m.redacted_event_id,
+    ):
+        event = orjson.loads(nxt[1])
+        event.setdefault("unsigned", {})["prev_content"] = client["content"]
+        await conn.execute(
+            "UPDATE events SET client_json = $2 WHERE event_id = $1", nxt[0], _dumps(event)
+        )
+    invite = await conn.fetchval(
+        "SELECT event_json FROM invites WHERE event_id = $1", m.redacted_event_id
+    )
+    if invite is not None:
+        stored = orjson.loads(invite)
+        redacted = redact_for_client(stored, row[1], because_json)
+        redacted["unsigned"]["invite_room_state"] = stored.get("unsigned", {}).get(
+            "invite_room_state", []
+        )
+        await conn.execute(
+            "UPDATE invites SET event_json = $2 WHERE event_id = $1",
+            m.redacted_event_id,
+            _dumps(redacted),
+        )
     out.accepted += 1
 
 

@@ -125,7 +125,7 @@ class Ingestor:
         total = Applied()
         last = len(job.items) - 1
         for i, item in enumerate(job.items):
-            end = job.end_offset if i == last else item.offset
+            end = job.end_offset if i == last else job.items[i + 1].offset
             delay = self._retry_delay
             while True:
                 try:

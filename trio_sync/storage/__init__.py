@@ -14,8 +14,8 @@ __all__ = ["FOREVER", "Array", "Conn", "Engine", "Row", "StorageError", "migrate
 
 
 @asynccontextmanager
-async def open_engine(url: str) -> AsyncIterator[Engine]:
-    """Open the database named by ``url`` and apply pending migrations.
+async def open_engine(url: str, *, apply_migrations: bool = True) -> AsyncIterator[Engine]:
+    """Open the database named by ``url`` and (by default) apply pending migrations.
 
     ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
     ``postgresql://user@host:port/db``. Closed when the context exits, also on cancellation.
@@ -28,13 +28,15 @@ async def open_engine(url: str) -> AsyncIterator[Engine]:
         if not path:
             raise StorageError(f"bad SQLite URL {url!r}: use sqlite:///PATH")
         async with open_sqlite(path) as engine:
-            await migrate(engine)
+            if apply_migrations:
+                await migrate(engine)
             yield engine
     elif scheme in ("postgres", "postgresql"):
         from .postgres import open_postgres
 
         async with open_postgres(url) as pg:
-            await migrate(pg)
+            if apply_migrations:
+                await migrate(pg)
             yield pg
     else:
         raise StorageError(f"unsupported database URL {url!r}")

@@ -16,7 +16,7 @@ import asyncpg
 import trio
 import trio_asyncio
 
-from ..errors import StorageError
+from ..errors import StorageError, sole_exception
 from .engine import Array, Op, P, Row, T
 
 
@@ -91,15 +91,19 @@ async def open_postgres(dsn: str, max_size: int = 10) -> AsyncIterator[PostgresE
 
     Raises :class:`StorageError` when the server cannot be reached.
     """
-    async with trio_asyncio.open_loop():
-        try:
-            pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool)(
-                dsn, min_size=1, max_size=max_size, timeout=10
-            )
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
-        try:
-            yield PostgresEngine(pool)
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio_asyncio.aio_as_trio(pool.close)()
+    try:
+        async with trio_asyncio.open_loop():
+            try:
+                pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool)(
+                    dsn, min_size=1, max_size=max_size, timeout=10
+                )
+            except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+                raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+            try:
+                yield PostgresEngine(pool)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio_asyncio.aio_as_trio(pool.close)()
+    except BaseExceptionGroup as group:
+        # The bridge's loop runs a nursery of its own; pass on what was raised, unwrapped.
+        raise sole_exception(group) from None

@@ -20,7 +20,7 @@ from ..errors import StorageError
 from .engine import Array, Op, P, Row, T
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
-_ANY = re.compile(r"=\s*ANY\(\$(\d+)\)")
+_ANY = re.compile(r"=\s*ANY\s*\(\s*\$(\d+)\s*\)", re.IGNORECASE)
 
 
 @lru_cache(maxsize=1024)
@@ -83,13 +83,16 @@ def _transaction(db: sqlite3.Connection, begin: str, op: Op[..., T], args: Any, 
         raise StorageError(f"sqlite: {exc}") from exc
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=10000")
     db.execute("PRAGMA cache_size=-65536")
+    if read_only:
+        # Reads must not write, exactly as PostgreSQL's READ ONLY transactions refuse to.
+        db.execute("PRAGMA query_only=ON")
     return db
 
 
@@ -102,7 +105,7 @@ class SqliteEngine:
         self._path = path
         self._writer = _connect(path)
         self._write_lock = trio.Lock()
-        self._readers = [_connect(path) for _ in range(readers)]
+        self._readers = [_connect(path, read_only=True) for _ in range(readers)]
         self._reader_slots = trio.Semaphore(readers)
         self._limiter = trio.CapacityLimiter(readers + 1)
 
