@@ -8,6 +8,7 @@ cloned from a migrated template. If that server cannot be reached, the tests fai
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -87,5 +88,5 @@ def nio_accepts(body: dict[str, Any]) -> None:
     """Fail unless matrix-nio parses ``body`` as a SyncResponse (not a SyncError)."""
     import nio
 
-    parsed = nio.SyncResponse.from_dict(body)
+    parsed = nio.SyncResponse.from_dict(copy.deepcopy(body))
     assert isinstance(parsed, nio.SyncResponse), f"matrix-nio rejected the body: {parsed}"

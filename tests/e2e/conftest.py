@@ -45,8 +45,10 @@ async def sync(http: httpx.AsyncClient, token: str, **params: Any) -> dict[str, 
     """GET /sync; assert 200 and that matrix-nio accepts the body; return the body."""
     r = await http.get(SYNC_PATH, params=encode_params(params), headers=auth(token))
     assert r.status_code == 200, r.text
+    # matrix-nio mutates what it parses (it pops the content of invite_state events):
+    # give it its own copy.
+    nio_accepts(r.json())
     body: dict[str, Any] = r.json()
-    nio_accepts(body)
     return body
 
 

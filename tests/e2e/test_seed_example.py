@@ -80,9 +80,7 @@ async def test_since_9_limit_5_is_limited_with_state_at_timeline_start(
     http: httpx.AsyncClient, seeded: tuple[str, dict[str, str]]
 ) -> None:
     token, labels = seeded
-    body = await sync(
-        http, token, since=since(9), filter={"room": {"timeline": {"limit": 5}}}
-    )
+    body = await sync(http, token, since=since(9), filter={"room": {"timeline": {"limit": 5}}})
     assert labels_of(timeline_ids(body, "join", ROOM), labels) == [
         "5",
         "B'",
@@ -135,9 +133,7 @@ async def test_prev_batch_of_a_limited_timeline_differs_from_next_batch(
     http: httpx.AsyncClient, seeded: tuple[str, dict[str, str]]
 ) -> None:
     token, _ = seeded
-    body = await sync(
-        http, token, since=since(9), filter={"room": {"timeline": {"limit": 5}}}
-    )
+    body = await sync(http, token, since=since(9), filter={"room": {"timeline": {"limit": 5}}})
     prev_batch = body["rooms"]["join"][ROOM]["timeline"]["prev_batch"]
     assert isinstance(prev_batch, str) and prev_batch
     assert prev_batch != body["next_batch"]

@@ -311,9 +311,7 @@ async def test_state_supplied_with_a_join_over_federation(engine: Engine) -> Non
     join = remote.member(ROOM, ALICE, "join")
     extras = [pdu_of(m) for m in history]
     ids = [event_id_of(m) for m in history]
-    message = with_body(
-        join, adds_state_event_ids=[*ids, event_id_of(join)], AddStateEvents=extras
-    )
+    message = with_body(join, adds_state_event_ids=[*ids, event_id_of(join)], AddStateEvents=extras)
 
     applied = await ingest(engine, [message])
     assert applied.accepted == 1
@@ -395,16 +393,18 @@ async def _invite_json(engine: Engine, event_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("federation_first", [False, True])
-async def test_invite_delivered_twice_is_one_invite(
-    engine: Engine, federation_first: bool
-) -> None:
+async def test_invite_delivered_twice_is_one_invite(engine: Engine, federation_first: bool) -> None:
     log = RoomLog()
     setup = log.create_room(ROOM, ALICE, name="Room")
     invite = log.member(ROOM, BOB, "invite", sender=ALICE)
     federated = new_invite_event(copy.deepcopy(pdu_of(invite)))
-    first, second = ([federated], [*setup, invite]) if federation_first else (
-        [*setup, invite],
-        [federated],
+    first, second = (
+        ([federated], [*setup, invite])
+        if federation_first
+        else (
+            [*setup, invite],
+            [federated],
+        )
     )
 
     applied = await ingest(engine, first)
@@ -446,8 +446,14 @@ async def test_federated_invite_keeps_the_state_it_came_with(engine: Engine) -> 
     remote = RoomLog("remote.example")
     remote.create_room(ROOM, "@zed:remote.example", name="Remote")
     pdu = copy.deepcopy(pdu_of(remote.member(ROOM, BOB, "invite", sender="@zed:remote.example")))
-    given = [{"type": "m.room.name", "state_key": "", "sender": "@zed:remote.example",
-              "content": {"name": "Remote"}}]
+    given = [
+        {
+            "type": "m.room.name",
+            "state_key": "",
+            "sender": "@zed:remote.example",
+            "content": {"name": "Remote"},
+        }
+    ]
     pdu["unsigned"] = {"invite_room_state": given, "age": 10}
     await ingest(engine, [new_invite_event(pdu)])
     event = await _invite_json(engine, pdu["_event_id"])

@@ -117,7 +117,13 @@ class Ingest:
 
     def __init__(self, db_url: str, path: Path) -> None:
         self.command = [
-            sys.executable, "-m", "trio_sync.cli", "ingest", str(path), "--database", db_url,
+            sys.executable,
+            "-m",
+            "trio_sync.cli",
+            "ingest",
+            str(path),
+            "--database",
+            db_url,
             "--quiet",
         ]
         self.cwd = path.parent

@@ -132,9 +132,7 @@ async def test_new_migration_files_are_applied_in_order_on_next_open(
 ) -> None:
     async with open_engine(db_url) as engine:
         assert [v for v, _ in await _versions(engine)] == [1]
-    (migrations_dir / "010_later.sql").write_text(
-        "INSERT INTO extra (note) VALUES ('from 010');"
-    )
+    (migrations_dir / "010_later.sql").write_text("INSERT INTO extra (note) VALUES ('from 010');")
     (migrations_dir / "002_extra.sql").write_text(
         "CREATE TABLE extra (note TEXT NOT NULL);\nINSERT INTO extra (note) VALUES ('from 002');"
     )

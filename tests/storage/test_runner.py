@@ -153,9 +153,7 @@ async def test_rerunning_over_the_same_file_applies_nothing_twice(
 ) -> None:
     messages = _messages(9)
     bad = b'{"type": "new_room_event"'
-    data = (
-        dumps_lines(messages[:4]) + b"\n" + bad + b"\n" + dumps_lines(messages[4:]) + b"  \n"
-    )
+    data = dumps_lines(messages[:4]) + b"\n" + bad + b"\n" + dumps_lines(messages[4:]) + b"  \n"
     path = tmp_path / "log.jsonl"
     path.write_bytes(data)
 

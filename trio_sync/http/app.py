@@ -111,9 +111,12 @@ def create_app(service: Service) -> QuartTrio:
         response.headers.update(CORS)
         return response
 
-    @app.route("/<path:path>", methods=["OPTIONS"])
-    async def preflight(path: str) -> Response:
-        return Response(b"", status=204)
+    @app.before_request
+    async def preflight() -> Response | None:
+        # CORS preflight for any path; routing (and its 404/405) applies to the rest.
+        if request.method == "OPTIONS":
+            return Response(b"", status=204)
+        return None
 
     @app.get("/_matrix/client/versions")
     async def versions() -> Response:

@@ -100,7 +100,7 @@ class PduStream:
     async def incremental(self, conn: Conn, ctx: SyncContext, resp: SyncResponse) -> None:
         assert ctx.since is not None
         since, now = ctx.since.pdu, ctx.now.pdu
-        if now <= since:
+        if now <= since and not ctx.full_state:
             return
         allows = ctx.filter.room.allows_room
         changes: dict[str, list[q.Membership]] = {}
