@@ -19,6 +19,7 @@ from ..errors import MatrixError, bad_json, forbidden, not_json
 from ..filters import parse_filter
 from ..storage.accounts import Device, device_for_token, store_filter
 from ..sync.request import parse_sync_request
+from .connection import LeanHTTPConnection
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -68,6 +69,7 @@ async def _request_json() -> Any:
 def create_app(service: Service) -> QuartTrio:
     """The Quart-Trio app for ``service``; serve it with :func:`shield_final_send` around it."""
     app = QuartTrio("trio_sync")
+    app.asgi_http_class = LeanHTTPConnection  # type: ignore[assignment]
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["BODY_TIMEOUT"] = 60
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
