@@ -23,7 +23,7 @@ from hypercorn.trio import serve
 
 from .config import Config
 from .http.app import create_app
-from .http.asgi import ASGIApp, shield_final_send
+from .http.asgi import ASGIApp
 from .ingest import Applied, Ingestor, follow_file
 from .ingest.runner import current_token
 from .notifier import Notifier
@@ -105,7 +105,7 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
             ingestor = Ingestor(engine, notifier)
             await nursery.start(ingestor.run)
             service = Service(config, engine, notifier, ingestor, SyncHandler(engine, notifier))
-            service.app = shield_final_send(create_app(service))  # type: ignore[arg-type]
+            service.app = create_app(service)
             if config.log:
                 await nursery.start(
                     partial(

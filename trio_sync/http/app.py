@@ -17,9 +17,13 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import MatrixError, bad_json, forbidden, not_json
 from ..filters import parse_filter
-from ..storage.accounts import Device, device_for_token, store_filter
+from ..storage.accounts import Device, store_filter
 from ..sync.request import parse_sync_request
+from . import auth
+from .asgi import shield_final_send
+from .auth import token_from
 from .connection import LeanHTTPConnection
+from .sync_endpoint import CORS_HEADERS, is_sync_request, serve_sync
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -28,29 +32,19 @@ log = logging.getLogger(__name__)
 
 CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
 SPEC_VERSIONS = [f"v1.{n}" for n in range(1, 20)]
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
-    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
+CORS = {name.decode(): value.decode() for name, value in CORS_HEADERS}
+
+
+_HTTP_ERRORS = {
+    404: ("M_UNRECOGNIZED", "Unrecognized request"),
+    405: ("M_UNRECOGNIZED", "Method not allowed"),
+    413: ("M_TOO_LARGE", "Request too large"),
 }
 
 
 def json_response(body: Any, status: int = 200) -> Response:
     data = body if isinstance(body, bytes) else orjson.dumps(body)
     return Response(data, status=status, content_type="application/json")
-
-
-def _access_token() -> str:
-    header = request.headers.get("Authorization")
-    if header is not None:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise MatrixError(401, "M_MISSING_TOKEN", "Malformed Authorization header")
-        return token.strip()
-    token = request.args.get("access_token", "")
-    if not token:
-        raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
-    return token
 
 
 async def _body() -> bytes:
@@ -66,21 +60,33 @@ async def _request_json() -> Any:
         raise not_json() from None
 
 
-def create_app(service: Service) -> QuartTrio:
-    """The Quart-Trio app for ``service``; serve it with :func:`shield_final_send` around it."""
-    app = QuartTrio("trio_sync")
-    app.asgi_http_class = LeanHTTPConnection  # type: ignore[assignment]
+class TrioSyncApp(QuartTrio):
+    """The Quart-Trio app, with ``GET /sync`` answered without a Quart request context."""
+
+    asgi_http_class = LeanHTTPConnection
+
+    def __init__(self, service: Service) -> None:
+        super().__init__("trio_sync")
+        self.service = service
+        self._quart = shield_final_send(super().__call__)  # type: ignore[arg-type]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if is_sync_request(scope):
+            await serve_sync(self.service, scope, receive, send)
+        else:
+            await self._quart(scope, receive, send)
+
+
+def create_app(service: Service) -> TrioSyncApp:
+    """The ASGI app for ``service``: every route, CORS, Matrix errors."""
+    app = TrioSyncApp(service)
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["BODY_TIMEOUT"] = 60
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
 
     async def authenticate() -> Device:
-        device = await service.engine.read(device_for_token, _access_token())
-        if device is None:
-            raise MatrixError(
-                401, "M_UNKNOWN_TOKEN", "Unrecognised access token", soft_logout=False
-            )
-        return device
+        token = token_from(request.headers.get("Authorization"), request.args.get("access_token"))
+        return await auth.authenticate(service.engine, token)
 
     def own_user(device: Device, user_id: str) -> None:
         if device.user_id != user_id:
@@ -93,15 +99,8 @@ def create_app(service: Service) -> QuartTrio:
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        if status == 404:
-            return json_response(
-                {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"}, 404
-            )
-        if status == 405:
-            return json_response({"errcode": "M_UNRECOGNIZED", "error": "Method not allowed"}, 405)
-        if status == 413:
-            return json_response({"errcode": "M_TOO_LARGE", "error": "Request too large"}, 413)
-        return json_response({"errcode": "M_UNKNOWN", "error": exc.description or ""}, status)
+        errcode, message = _HTTP_ERRORS.get(status, ("M_UNKNOWN", exc.description or ""))
+        return json_response({"errcode": errcode, "error": message}, status)
 
     @app.errorhandler(Exception)
     async def internal_error(exc: Exception) -> Response:
@@ -128,9 +127,10 @@ def create_app(service: Service) -> QuartTrio:
 
         @app.get(f"{prefix}/sync", endpoint=f"sync{prefix}")
         async def sync() -> Response:
+            # GET never gets here (TrioSyncApp.__call__ answers it in sync_endpoint.py);
+            # this view answers HEAD and gives other methods their 405.
             device = await authenticate()
-            req = parse_sync_request(request.args)
-            resp = await service.sync.sync(device, req)
+            resp = await service.sync.sync(device, parse_sync_request(request.args))
             return json_response(resp.dumps())
 
         @app.post(f"{prefix}/user/<user_id>/filter", endpoint=f"filter_post{prefix}")

@@ -1,0 +1,94 @@
+"""``GET /sync`` served straight from ASGI, inside the Quart-Trio app.
+
+A long-poll spends nearly all its life parked. Served as a Quart view, each parked poll
+also holds a request context, a request object with its header and argument structures,
+a session and an app context — about a third of its memory. This endpoint needs none of
+them: it parses the query string, authenticates, waits in the notifier and writes one JSON
+body. It keeps everything else the Quart routes have: Matrix error bodies, CORS headers,
+and cancellation when the client goes away (a child task watches for ``http.disconnect``
+and cancels the request's scope, exactly as Quart-Trio's own connection does).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
+
+import orjson
+import trio
+
+from ..errors import MatrixError
+from ..sync.request import parse_sync_request
+from .asgi import Receive, Scope, Send
+from .auth import authenticate, token_from
+
+if TYPE_CHECKING:
+    from ..service import Service
+
+log = logging.getLogger(__name__)
+
+SYNC_PATHS = frozenset({"/_matrix/client/v3/sync", "/_matrix/client/r0/sync"})
+CORS_HEADERS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"GET, POST, PUT, DELETE, OPTIONS"),
+    (b"access-control-allow-headers", b"X-Requested-With, Content-Type, Authorization"),
+]
+
+
+def is_sync_request(scope: Scope) -> bool:
+    """True for ``GET /_matrix/client/{v3,r0}/sync``."""
+    return scope["type"] == "http" and scope["method"] == "GET" and scope["path"] in SYNC_PATHS
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    args: dict[str, str] = {}
+    raw = scope.get("query_string", b"").decode("utf-8", "replace")
+    for key, value in parse_qsl(raw, keep_blank_values=True):
+        args.setdefault(key, value)  # the first of repeated parameters wins
+    return args
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one ``GET /sync``. Cancelled at once, sending nothing, if the client leaves."""
+    status = 200
+    body: bytes | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+        try:
+            args = _query(scope)
+            token = token_from(_header(scope, b"authorization"), args.get("access_token"))
+            request = parse_sync_request(args)
+            del args
+            device = await authenticate(service.engine, token)
+            body = (await service.sync.sync(device, request)).dumps()
+        except MatrixError as exc:
+            status, body = exc.status, orjson.dumps(exc.body())
+        except Exception:
+            log.exception("unhandled error in /sync")
+            status = 500
+            body = b'{"errcode":"M_UNKNOWN","error":"Internal server error"}'
+        nursery.cancel_scope.cancel()
+    if body is None:  # the client went away
+        return
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *CORS_HEADERS,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    with trio.CancelScope(shield=True):  # see asgi.shield_final_send
+        await send({"type": "http.response.body", "body": body, "more_body": False})
