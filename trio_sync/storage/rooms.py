@@ -58,6 +58,51 @@ async def membership_changes(conn: Conn, user_id: str, after: int, upto: int) ->
     return [Membership(r[0], r[1], r[2], r[3]) for r in rows]
 
 
+async def memberships_now_and_since(
+    conn: Conn, user_id: str, after: int, upto: int
+) -> tuple[dict[str, Membership], list[Membership]]:
+    """In one query: the user's memberships as of ``upto``, and its membership changes at
+    ``after < p <= upto`` (oldest first)."""
+    rows = await conn.fetch(
+        "SELECT room_id, membership, event_id, added_at, removed_at FROM room_state "
+        "WHERE state_key = $1 AND type = $2 AND added_at <= $4 "
+        "AND (removed_at > $4 OR added_at > $3) ORDER BY added_at",
+        user_id,
+        MEMBER,
+        after,
+        upto,
+    )
+    current: dict[str, Membership] = {}
+    changes: list[Membership] = []
+    for r in rows:
+        m = Membership(r[0], r[1], r[2], r[3])
+        if r[4] > upto:
+            current[m.room_id] = m
+        if m.since > after:
+            changes.append(m)
+    return current, changes
+
+
+async def events_in_range(
+    conn: Conn, room_ids: Sequence[str], after: int, upto: int
+) -> dict[str, list[TimelineEvent]]:
+    """Every syncable event of ``room_ids`` at ``after < p <= upto``, by room, oldest first.
+
+    One scan of the range: use it when the range is short.
+    """
+    rows = await conn.fetch(
+        "SELECT room_id, pos, depth, event_id, client_json FROM events WHERE pos > $1 "
+        "AND pos <= $2 AND exclude_from_sync = 0 AND room_id = ANY($3) ORDER BY pos",
+        after,
+        upto,
+        Array(list(room_ids)),
+    )
+    out: dict[str, list[TimelineEvent]] = {}
+    for r in rows:
+        out.setdefault(r[0], []).append(TimelineEvent(r[1], r[2], r[3], r[4]))
+    return out
+
+
 async def rooms_with_events(conn: Conn, room_ids: Sequence[str], after: int, upto: int) -> set[str]:
     """Which of ``room_ids`` have a syncable event at ``after < p <= upto``.
 

@@ -20,7 +20,10 @@ from ...storage import rooms as q
 from ...tokens import TopologyToken
 from ..response import JoinedRoom, RoomTimeline, SyncContext, SyncResponse
 
-#: Above this many new events, find active rooms room by room rather than by one range scan.
+#: Up to this many new events, read them all in one query and share them out by room.
+READ_RANGE_MAX = 200
+#: Up to this many, find the rooms with new events by one range scan; above it, ask each
+#: joined room for its newest events (an index descent each).
 RANGE_SCAN_MAX = 2000
 
 
@@ -32,23 +35,30 @@ async def room_section(
     after: int,
     upto: int,
     full_state: bool,
+    in_range: list[q.TimelineEvent] | None = None,
 ) -> JoinedRoom:
     """Timeline of events at ``after < p <= upto`` (newest ``limit``) and the state before it.
 
-    ``limited`` is true exactly when there are events in that range older than the
-    timeline's first event.
+    ``in_range`` is every syncable event of the room in that range, when the caller has
+    already read them. ``limited`` is true exactly when there are events in the range
+    older than the timeline's first event.
     """
     limit = ctx.filter.timeline_limit(10)
-    events = await q.recent_events(conn, room_id, after, upto, limit + 1)
+    events = in_range
+    if events is None:
+        events = await q.recent_events(conn, room_id, after, upto, limit + 1)
     limited = len(events) > limit
     if limited:
-        events = events[1:]
-    start = events[0].pos if events else upto + 1
-    before = start - 1
+        events = events[-limit:]
+    before = (events[0].pos if events else upto + 1) - 1
     if full_state:
         state = await q.state_at(conn, room_id, before)
-    else:
+    elif limited:
         state = await q.state_delta(conn, room_id, after, before)
+    else:
+        # The timeline holds every event of the room since ``after``; state only changes
+        # at the room's own events, so nothing changed before the timeline's start.
+        state = []
     in_timeline = {e.event_id for e in events}
     prev_batch = str(TopologyToken(events[0].depth, events[0].pos)) if events else str(ctx.now)
     return JoinedRoom(
@@ -103,10 +113,10 @@ class PduStream:
         if now <= since and not ctx.full_state:
             return
         allows = ctx.filter.room.allows_room
+        current, changed = await q.memberships_now_and_since(conn, ctx.user_id, since, now)
         changes: dict[str, list[q.Membership]] = {}
-        for change in await q.membership_changes(conn, ctx.user_id, since, now):
+        for change in changed:
             changes.setdefault(change.room_id, []).append(change)
-        current = await q.memberships_at(conn, ctx.user_id, now)
         before = await q.memberships_at(conn, ctx.user_id, since) if changes else {}
         handled: set[str] = set()
         for room_id, seq in changes.items():
@@ -145,8 +155,12 @@ class PduStream:
         joined = [r for r in joined if allows(r)]
         if not joined:
             return
+        in_range: dict[str, list[q.TimelineEvent]] = {}
         if ctx.full_state:
             active = set(joined)
+        elif now - since <= READ_RANGE_MAX:
+            in_range = await q.events_in_range(conn, joined, since, now)
+            active = set(in_range)
         elif now - since <= RANGE_SCAN_MAX:
             active = await q.rooms_with_events(conn, joined, since, now)
         else:
@@ -155,7 +169,13 @@ class PduStream:
             if room_id not in active:
                 continue
             section = await room_section(
-                conn, ctx, room_id, after=since, upto=now, full_state=ctx.full_state
+                conn,
+                ctx,
+                room_id,
+                after=since,
+                upto=now,
+                full_state=ctx.full_state,
+                in_range=in_range.get(room_id),
             )
             if section.timeline.events or section.state or ctx.full_state:
                 resp.join[room_id] = section
