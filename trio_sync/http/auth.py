@@ -22,7 +22,7 @@ def token_from(authorization: str | None, query_token: str | None) -> str:
 
 async def authenticate(engine: Engine, token: str) -> Device:
     """The device ``token`` belongs to; 401 ``M_UNKNOWN_TOKEN`` if none. A checkpoint."""
-    device = await engine.read(device_for_token, token)
+    device = await engine.read_one(device_for_token, token)
     if device is None:
         raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unrecognised access token", soft_logout=False)
     return device

@@ -74,6 +74,14 @@ class Engine(Protocol):
         """
         ...
 
+    async def read_one(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``op``, which issues exactly one read statement, without a transaction.
+
+        Cheaper than :meth:`read` where a round trip costs (PostgreSQL); the statement is
+        its own snapshot. A checkpoint; cancellation as for :meth:`read`.
+        """
+        ...
+
     async def write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` in a write transaction; writes are serialised in this process.
 

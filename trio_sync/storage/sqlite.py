@@ -119,6 +119,10 @@ class SqliteEngine:
             finally:
                 self._readers.append(db)
 
+    async def read_one(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        # A transaction costs nothing extra here.
+        return await self.read(op, *args, **kwargs)
+
     async def write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         async with self._write_lock:
             return await trio.to_thread.run_sync(

@@ -50,7 +50,7 @@ class SyncHandler:
         """A filter stored with ``POST /user/{userId}/filter``; 404 if there is none."""
         if not (filter_id.isascii() and filter_id.isdigit()) or len(filter_id) > 18:
             raise MatrixError(400, "M_INVALID_PARAM", "filter must be a filter ID or JSON")
-        stored = await self._engine.read(load_filter, user_id, int(filter_id))
+        stored = await self._engine.read_one(load_filter, user_id, int(filter_id))
         if stored is None:
             raise MatrixError(404, "M_NOT_FOUND", f"No filter {filter_id} for {user_id}")
         return parse_filter_json(stored)
