@@ -98,15 +98,20 @@ async def apply_batch(
     conn: Conn, source: str, items: Sequence[Item], end_offset: int | None
 ) -> Applied:
     """Apply ``items`` in order and record ``end_offset`` as consumed for ``source``."""
-    event_ids = [
-        m.event.event_id for m in (i.message for i in items) if isinstance(m, NewRoomEvent)
+    # Events that touch state must be known as duplicates before their state delta is
+    # looked at; any other event is found to be one by its INSERT.
+    touching = [
+        m.event.event_id
+        for m in (i.message for i in items)
+        if isinstance(m, NewRoomEvent) and _touches_state(m)
     ]
-    stored = await conn.fetch(
-        "SELECT event_id FROM events WHERE event_id = ANY($1)", Array(event_ids)
-    )
-    positions = _Positions(
-        await conn.fetch("SELECT stream, position FROM streams"), {r[0] for r in stored}
-    )
+    stored: set[str] = set()
+    if touching:
+        rows = await conn.fetch(
+            "SELECT event_id FROM events WHERE event_id = ANY($1)", Array(touching)
+        )
+        stored = {r[0] for r in rows}
+    positions = _Positions(await conn.fetch("SELECT stream, position FROM streams"), stored)
     out = Applied()
     for item in items:
         message = item.message
@@ -138,6 +143,15 @@ async def apply_batch(
         )
     out.token = positions.token()
     return out
+
+
+def _touches_state(m: NewRoomEvent) -> bool:
+    return bool(
+        m.event.state_key is not None
+        or m.adds_state_event_ids
+        or m.removes_state_event_ids
+        or m.rewrites_state
+    )
 
 
 async def _apply(conn: Conn, pos: _Positions, out: Applied, message: Message) -> None:
