@@ -99,22 +99,41 @@ async def apply_batch(
 ) -> Applied:
     """Apply ``items`` in order and record ``end_offset`` as consumed for ``source``."""
     # Events that touch state must be known as duplicates before their state delta is
-    # looked at; any other event is found to be one by its INSERT.
-    touching = [
+    # looked at. In a batch of several messages, all events are looked up at once so that
+    # runs of plain events (no state) can be inserted together; a lone plain event is
+    # found to be a duplicate by its INSERT.
+    bulk = len(items) > 1
+    lookup = [
         m.event.event_id
         for m in (i.message for i in items)
-        if isinstance(m, NewRoomEvent) and _touches_state(m)
+        if isinstance(m, NewRoomEvent) and (bulk or _touches_state(m))
     ]
     stored: set[str] = set()
-    if touching:
+    if lookup:
         rows = await conn.fetch(
-            "SELECT event_id FROM events WHERE event_id = ANY($1)", Array(touching)
+            "SELECT event_id FROM events WHERE event_id = ANY($1)", Array(lookup)
         )
         stored = {r[0] for r in rows}
     positions = _Positions(await conn.fetch("SELECT stream, position FROM streams"), stored)
     out = Applied()
+    plain: list[tuple[object, ...]] = []
     for item in items:
         message = item.message
+        if bulk and isinstance(message, NewRoomEvent) and not _touches_state(message):
+            ev = message.event
+            if ev.event_id in positions.stored:
+                out.duplicates += 1
+            else:
+                txn = (message.txn_session, message.txn_id)
+                row = _event_row(positions.next("pdu"), ev, ev.unsigned, False, txn)
+                plain.append((*row, message.history_visibility))
+                positions.stored.add(ev.event_id)
+                out.rooms.add(ev.room_id)
+                out.accepted += 1
+            continue
+        if plain:
+            await conn.executemany(_INSERT_EVENT, plain)
+            plain.clear()
         try:
             if isinstance(message, BadMessage):
                 raise message
@@ -131,6 +150,8 @@ async def apply_batch(
                 item.raw,
                 int(time.time() * 1000),
             )
+    if plain:
+        await conn.executemany(_INSERT_EVENT, plain)
     changed = positions.changed()
     if changed:
         await conn.executemany("UPDATE streams SET position = $2 WHERE stream = $1", changed)
@@ -174,24 +195,25 @@ async def _apply(conn: Conn, pos: _Positions, out: Applied, message: Message) ->
         out.accepted += 1
 
 
-async def _insert_event(
-    conn: Conn,
-    pos: _Positions,
+_INSERT_EVENT = (
+    "INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, "
+    "origin_server_ts, room_version, client_json, pdu_json, exclude_from_sync, "
+    "txn_session, txn_id, replaces_state, history_visibility) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
+
+
+def _event_row(
+    at: int,
     ev: Pdu,
     unsigned: dict[str, Any],
-    *,
-    exclude: bool = False,
-    txn: tuple[int | None, str | None] = (None, None),
-    visibility: str | None = None,
-) -> bool:
-    """Store ``ev`` at the next PDU position; False (and no position used) if already stored."""
-    row = await conn.fetchrow(
-        "INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, "
-        "origin_server_ts, room_version, client_json, pdu_json, exclude_from_sync, "
-        "txn_session, txn_id, history_visibility, replaces_state) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
-        "ON CONFLICT (event_id) DO NOTHING RETURNING pos",
-        pos.peek("pdu"),
+    exclude: bool,
+    txn: tuple[int | None, str | None],
+) -> tuple[object, ...]:
+    """The ``events`` row of ``ev`` at position ``at``, less its history_visibility."""
+    return (
+        at,
         ev.event_id,
         ev.room_id,
         ev.type,
@@ -205,8 +227,25 @@ async def _insert_event(
         1 if exclude else 0,
         txn[0],
         txn[1],
-        visibility,
         unsigned.get("replaces_state"),
+    )
+
+
+async def _insert_event(
+    conn: Conn,
+    pos: _Positions,
+    ev: Pdu,
+    unsigned: dict[str, Any],
+    *,
+    exclude: bool = False,
+    txn: tuple[int | None, str | None] = (None, None),
+    visibility: str | None = None,
+) -> bool:
+    """Store ``ev`` at the next PDU position; False (and no position used) if already stored."""
+    row = await conn.fetchrow(
+        _INSERT_EVENT + " RETURNING pos",
+        *_event_row(pos.peek("pdu"), ev, unsigned, exclude, txn),
+        visibility,
     )
     if row is None:
         return False
