@@ -59,10 +59,12 @@ async def current(http: httpx.AsyncClient, token: str) -> str:
     return str((await sync(http, token))["next_batch"])
 
 
-async def test_long_poll_is_answered_by_an_event_in_the_room(
-    service: Service, http: httpx.AsyncClient, room: RoomLog
-) -> None:
-    token = await service.add_device(BOB, "B")
+async def answer_to(
+    service: Service, http: httpx.AsyncClient, user: str, messages: list[dict[str, Any]]
+) -> tuple[str, dict[str, Any]]:
+    """Park a long-poll of ``user`` at its current position, ingest ``messages``, and
+    return ``(since, the body that answered the poll)``."""
+    token = await service.add_device(user, "D")
     since = await current(http, token)
     poll = Poll()
     with trio.fail_after(5):
@@ -70,27 +72,27 @@ async def test_long_poll_is_answered_by_an_event_in_the_room(
             nursery.start_soon(lambda: long_poll(http, token, poll, since=since, timeout=10000))
             await wait_until(lambda: service.notifier.waiting() == 1)
             assert not poll.answered
-            message = room.message(ROOM, ALICE, "wake up")
-            await service.ingest([message])
+            await service.ingest(messages)
     assert poll.body is not None
-    assert timeline_ids(poll.body, "join", ROOM) == [event_id(message)]
-    assert poll.body["next_batch"] != since
-    assert not_before(poll.body["next_batch"], since)
+    return since, poll.body
+
+
+async def test_long_poll_is_answered_by_an_event_in_the_room(
+    service: Service, http: httpx.AsyncClient, room: RoomLog
+) -> None:
+    message = room.message(ROOM, ALICE, "wake up")
+    since, body = await answer_to(service, http, BOB, [message])
+    assert timeline_ids(body, "join", ROOM) == [event_id(message)]
+    assert body["next_batch"] != since
+    assert not_before(body["next_batch"], since)
 
 
 async def test_long_poll_is_answered_by_an_invite(
     service: Service, http: httpx.AsyncClient, room: RoomLog
 ) -> None:
-    token = await service.add_device(CAROL, "C")
-    since = await current(http, token)
-    poll = Poll()
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: long_poll(http, token, poll, since=since, timeout=10000))
-            await wait_until(lambda: service.notifier.waiting() == 1)
-            await service.ingest([room.member(ROOM, CAROL, "invite", sender=ALICE)])
-    assert poll.body is not None
-    assert rooms_of(poll.body, "invite") == {ROOM}
+    invite = room.member(ROOM, CAROL, "invite", sender=ALICE)
+    _, body = await answer_to(service, http, CAROL, [invite])
+    assert rooms_of(body, "invite") == {ROOM}
 
 
 async def test_long_poll_of_a_user_outside_the_room_keeps_waiting(
@@ -195,18 +197,10 @@ async def test_event_for_someone_else_does_not_end_the_wait_early(
 
     The membership event itself is a room event Bob sees, so he is answered with it.
     """
-    token = await service.add_device(BOB, "B")
-    since = await current(http, token)
-    poll = Poll()
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: long_poll(http, token, poll, since=since, timeout=10000))
-            await wait_until(lambda: service.notifier.waiting() == 1)
-            invite = room.member(ROOM, CAROL, "invite", sender=ALICE)
-            await service.ingest([invite])
-    assert poll.body is not None
-    assert timeline_ids(poll.body, "join", ROOM) == [event_id(invite)]
-    assert rooms_of(poll.body, "invite") == set()
+    invite = room.member(ROOM, CAROL, "invite", sender=ALICE)
+    _, body = await answer_to(service, http, BOB, [invite])
+    assert timeline_ids(body, "join", ROOM) == [event_id(invite)]
+    assert rooms_of(body, "invite") == set()
 
 
 async def test_client_disconnect_cancels_the_wait(

@@ -63,6 +63,22 @@ async def _offset(engine: Engine, path: Path) -> int:
     return await engine.read(source_offset, file_source(str(path)))
 
 
+async def start_follower(
+    nursery: trio.Nursery, path: Path, ingestor: Ingestor, progress: Progress
+) -> None:
+    """Follow ``path`` (polling every 10 ms) in ``nursery``; return once it is reading."""
+    await nursery.start(
+        lambda task_status: follow_file(
+            str(path),
+            ingestor,
+            follow=True,
+            poll_interval=0.01,
+            progress=progress,
+            task_status=task_status,
+        )
+    )
+
+
 async def test_partial_last_line_is_left_until_completed(
     engine: Engine, ingestor: Ingestor, tmp_path: Path
 ) -> None:
@@ -97,16 +113,7 @@ async def test_following_picks_up_lines_as_they_are_written(
     progress = Progress()
 
     async with trio.open_nursery() as nursery:
-        await nursery.start(
-            lambda task_status: follow_file(
-                str(path),
-                ingestor,
-                follow=True,
-                poll_interval=0.01,
-                progress=progress,
-                task_status=task_status,
-            )
-        )
+        await start_follower(nursery, path, ingestor, progress)
         await progress.reach(cut - 10)
         assert await _ids(engine) == [event_id_of(m) for m in messages[:6]]
 
@@ -125,16 +132,7 @@ async def test_following_waits_for_the_file_to_appear(
     path = tmp_path / "later.jsonl"
     progress = Progress()
     async with trio.open_nursery() as nursery:
-        await nursery.start(
-            lambda task_status: follow_file(
-                str(path),
-                ingestor,
-                follow=True,
-                poll_interval=0.01,
-                progress=progress,
-                task_status=task_status,
-            )
-        )
+        await start_follower(nursery, path, ingestor, progress)
         path.write_bytes(dumps_lines(messages))
         await progress.reach(path.stat().st_size)
         nursery.cancel_scope.cancel()
