@@ -60,17 +60,10 @@ class Service:
 
     async def ingest_raw(self, raws: Sequence[bytes], source: str) -> Applied:
         """Apply raw log messages from ``source``, in batches of ``config.batch_size``."""
-        total: Applied | None = None
+        total = Applied()
         size = self.config.batch_size
         for start in range(0, max(len(raws), 1), size):
-            applied = await self.ingestor.submit(source, raws[start : start + size])
-            if total is None:
-                total = applied
-            else:
-                total.accepted += applied.accepted
-                total.duplicates += applied.duplicates
-                total.rejected += applied.rejected
-        assert total is not None
+            total.merge(await self.ingestor.submit(source, raws[start : start + size]))
         return total
 
     async def add_device(self, user_id: str, device_id: str, token: str | None = None) -> str:

@@ -66,6 +66,17 @@ class Applied:
     duplicates: int = 0
     rejected: int = 0
 
+    def merge(self, later: Applied) -> None:
+        """Fold in what a later batch changed."""
+        self.token = self.token.union(later.token)
+        self.rooms |= later.rooms
+        self.memberships += later.memberships
+        self.invited |= later.invited
+        self.purged |= later.purged
+        self.accepted += later.accepted
+        self.duplicates += later.duplicates
+        self.rejected += later.rejected
+
 
 class _Positions:
     """The stream counters, read once per batch and written back at its end, and the

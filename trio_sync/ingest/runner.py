@@ -142,19 +142,8 @@ class Ingestor:
                     log.error("cannot write to the database (%s); retrying in %.0fs", exc, delay)
                     await trio.sleep(delay)
                     delay = min(delay * 2, 30)
-            _merge(total, one)
+            total.merge(one)
         return total
-
-
-def _merge(total: Applied, one: Applied) -> None:
-    total.token = total.token.union(one.token)
-    total.rooms |= one.rooms
-    total.memberships += one.memberships
-    total.invited |= one.invited
-    total.purged |= one.purged
-    total.accepted += one.accepted
-    total.duplicates += one.duplicates
-    total.rejected += one.rejected
 
 
 def file_source(path: str) -> str:
