@@ -12,6 +12,7 @@ import trio
 from trio_sync.storage import Conn, Engine, StorageError, migrate, open_engine
 from trio_sync.storage import migrations as migrations_module
 from trio_sync.storage.migrations import migration_files, sql_dir
+from trio_sync.tokens import StreamToken
 
 from .support import query
 
@@ -73,21 +74,9 @@ async def test_fresh_database_gets_the_whole_schema(engine: Engine) -> None:
     for table in TABLES:
         assert await _table_exists(engine, table), table
     streams = dict(await query(engine, "SELECT stream, position FROM streams"))
-    assert {k: int(v) for k, v in streams.items()} == {
-        name: 0
-        for name in (
-            "pdu",
-            "typing",
-            "receipt",
-            "invite",
-            "to_device",
-            "account_data",
-            "device_list",
-            "notification",
-            "presence",
-            "reject",
-        )
-    }
+    # Every stream of the sync token, plus the numbering of rejected log messages.
+    expected = {name: 0 for name in (*StreamToken.STREAMS, "reject")}
+    assert {k: int(v) for k, v in streams.items()} == expected
 
 
 async def test_reopening_applies_nothing_again_and_keeps_data(db_url: str) -> None:
