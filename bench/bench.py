@@ -796,7 +796,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("backend", "figure", "value", "target", ""),
         rows,
     )
-    return 0
+    # A missed target is a figure, not a failure; a run that broke or failed its own
+    # checks is (exit 1), so a smoke run catches a benchmark that no longer works.
+    broken = [row for row in rows if row[1] == "ERROR" or row[-1] == "CHECK"]
+    return 1 if broken else 0
 
 
 if __name__ == "__main__":
