@@ -20,22 +20,33 @@ from .tokens import StreamToken
 class UserStream:
     """What one user is waiting on: the last token at which something touched them."""
 
-    __slots__ = ("condition", "last", "waiters")
+    __slots__ = ("condition", "idle_since", "last", "waiters")
 
     def __init__(self, last: StreamToken) -> None:
         self.condition = trio.Condition()
         self.last = last
         self.waiters = 0
+        self.idle_since = 0.0
 
 
 class Notifier:
-    """Positions and wake-ups for every user; also the in-memory joined-members map."""
+    """Positions and wake-ups for every user; also the in-memory joined-members map.
+
+    A user's stream is kept while the user keeps syncing; one nobody has waited on for
+    ``idle_ttl`` seconds is dropped (a returning user gets a fresh one, whose first wait
+    answers at once if anything happened since its token).
+    """
 
     def __init__(
-        self, current: StreamToken, joined: Mapping[str, Iterable[str]] | None = None
+        self,
+        current: StreamToken,
+        joined: Mapping[str, Iterable[str]] | None = None,
+        idle_ttl: float = 600.0,
     ) -> None:
         self._current = current
         self._streams: dict[str, UserStream] = {}
+        self._idle_ttl = idle_ttl
+        self._next_sweep = 0.0
         self._joined: dict[str, set[str]] = {r: set(us) for r, us in (joined or {}).items()}
         self._closing = False
 
@@ -75,6 +86,7 @@ class Notifier:
             # Nothing is known about what touched this user before now: assume something
             # did, so a waiter with an older token is answered at once, never stranded.
             stream = self._streams[user_id] = UserStream(self._current)
+            stream.idle_since = trio.current_time()
         return stream
 
     async def wait_for_update(self, user_id: str, since: StreamToken) -> StreamToken:
@@ -92,7 +104,22 @@ class Notifier:
                     await stream.condition.wait()
         finally:
             stream.waiters -= 1
+            stream.idle_since = trio.current_time()
         return self._current
+
+    def streams(self) -> int:
+        """How many users' streams are kept."""
+        return len(self._streams)
+
+    def _sweep(self) -> None:
+        now = trio.current_time()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self._idle_ttl / 4
+        cutoff = now - self._idle_ttl
+        idle = [u for u, s in self._streams.items() if not s.waiters and s.idle_since < cutoff]
+        for user_id in idle:
+            del self._streams[user_id]
 
     async def advance(self, applied: Applied) -> None:
         """Record a committed batch and wake the users it affects.
@@ -127,3 +154,4 @@ class Notifier:
         for stream in woken:
             async with stream.condition:
                 stream.condition.notify_all()
+        self._sweep()

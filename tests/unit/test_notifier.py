@@ -138,3 +138,33 @@ async def test_close_answers_every_waiter(autojump_clock: trio.testing.MockClock
     assert len(done) == 2
     with trio.fail_after(1):
         await notifier.wait_for_update(ALICE, StreamToken(pdu=1))
+
+
+async def test_streams_of_users_gone_quiet_are_dropped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}}, idle_ttl=600)
+    for user in (ALICE, BOB):
+        with trio.move_on_after(1):
+            await notifier.wait_for_update(user, StreamToken(pdu=1))
+    assert notifier.streams() == 2
+    await trio.sleep(300)
+    # Alice keeps syncing; Bob does not.
+    with trio.move_on_after(1):
+        await notifier.wait_for_update(ALICE, StreamToken(pdu=1))
+    await trio.sleep(400)
+    await notifier.advance(event_in(ROOM, 2))
+    assert notifier.streams() == 1
+    # Bob coming back with an old token is answered at once, not stranded.
+    with trio.fail_after(1):
+        assert await notifier.wait_for_update(BOB, StreamToken(pdu=1)) == StreamToken(pdu=2)
+    # A user who is waiting is never dropped, however long the wait.
+    got: list[StreamToken] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_wait_recording, notifier, CAROL, StreamToken(pdu=2), got)
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(5000)
+        await notifier.advance(
+            Applied(token=StreamToken(pdu=3), memberships=[(ROOM, CAROL, "join")])
+        )
+    assert got == [StreamToken(pdu=3)]
