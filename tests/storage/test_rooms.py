@@ -12,8 +12,8 @@ from trio_sync.storage import Engine
 from trio_sync.storage.rooms import (
     Membership,
     joined_rooms_map,
-    membership_changes,
     memberships_at,
+    memberships_now_and_since,
     recent_events,
     rooms_with_events,
     state_at,
@@ -181,7 +181,8 @@ async def test_membership_changes_between_positions(engine: Engine, history: His
     assert [b[2] for b in bob] == ["join", "invite", "join", "leave", "join"]
     for after in range(history.last + 1):
         for upto in range(after, history.last + 1):
-            found = await engine.read(membership_changes, BOB, after, upto)
+            current, found = await engine.read(memberships_now_and_since, BOB, after, upto)
+            assert current == await engine.read(memberships_at, BOB, upto)
             assert found == [
                 Membership(room, membership, event_id, pos)
                 for pos, room, membership, event_id in bob

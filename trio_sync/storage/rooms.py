@@ -44,20 +44,6 @@ async def memberships_at(conn: Conn, user_id: str, at: int) -> dict[str, Members
     return {r[0]: Membership(r[0], r[1], r[2], r[3]) for r in rows}
 
 
-async def membership_changes(conn: Conn, user_id: str, after: int, upto: int) -> list[Membership]:
-    """The user's membership changes at positions ``after < p <= upto``, oldest first."""
-    rows = await conn.fetch(
-        "SELECT room_id, membership, event_id, added_at FROM room_state "
-        "WHERE state_key = $1 AND type = $2 AND added_at > $3 AND added_at <= $4 "
-        "ORDER BY added_at",
-        user_id,
-        MEMBER,
-        after,
-        upto,
-    )
-    return [Membership(r[0], r[1], r[2], r[3]) for r in rows]
-
-
 async def memberships_now_and_since(
     conn: Conn, user_id: str, after: int, upto: int
 ) -> tuple[dict[str, Membership], list[Membership]]:
