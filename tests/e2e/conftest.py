@@ -107,3 +107,19 @@ def host_port(service: Service) -> tuple[str, int]:
     url = urlsplit(service.addresses[0])
     assert url.hostname is not None and url.port is not None
     return url.hostname, url.port
+
+
+def without_age(body: Any) -> Any:
+    """``body`` with every ``unsigned.age`` removed (it differs between two requests)."""
+    if isinstance(body, dict):
+        return {
+            k: (
+                {uk: uv for uk, uv in v.items() if uk != "age"}
+                if k == "unsigned" and isinstance(v, dict)
+                else without_age(v)
+            )
+            for k, v in body.items()
+        }
+    if isinstance(body, list):
+        return [without_age(v) for v in body]
+    return body

@@ -139,7 +139,7 @@ async def rejects(engine: Engine) -> list[tuple[int, str, int | None, str, bytes
 
 async def state_ids(engine: Engine, room_id: str, at: int) -> set[str]:
     """Event IDs of the room's state as of position ``at``."""
-    return {event_id for event_id, _ in await engine.read(state_at, room_id, at)}
+    return {s.event_id for s in await engine.read(state_at, room_id, at)}
 
 
 async def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:

@@ -120,7 +120,7 @@ async def test_state_at_every_position(engine: Engine, history: History) -> None
 async def test_state_at_returns_the_events_clients_receive(
     engine: Engine, history: History
 ) -> None:
-    state = [orjson.loads(j) for _, j in await engine.read(state_at, ROOM, history.last)]
+    state = [orjson.loads(s.json) for s in await engine.read(state_at, ROOM, history.last)]
     names = [e["content"]["name"] for e in state if e["type"] == "m.room.name"]
     assert names == ["n4"]
     members = {
@@ -133,7 +133,7 @@ async def test_state_delta_between_any_two_positions(engine: Engine, history: Hi
     states = history.states[ROOM]
     for at in range(history.last + 1):
         for after in range(at + 1):
-            delta = {e for e, _ in await engine.read(state_delta, ROOM, after, at)}
+            delta = {s.event_id for s in await engine.read(state_delta, ROOM, after, at)}
             # Each event becomes state once, at its own position, in a linear history.
             assert delta == states[at] - states[after], (after, at)
 
@@ -145,7 +145,7 @@ async def test_state_delta_over_repeated_changes_holds_only_the_last(engine: Eng
     await ingest(engine, [*setup, *renames])
     n = len(setup)
     delta = await engine.read(state_delta, ROOM, n - 1, n + 3)
-    assert [e for e, _ in delta] == [event_id_of(renames[-1])]
+    assert [s.event_id for s in delta] == [event_id_of(renames[-1])]
     assert await engine.read(state_delta, ROOM, n + 3, n + 3) == []
 
 

@@ -17,6 +17,7 @@ import orjson
 
 from ..redaction import redact, redact_for_client
 from ..storage import FOREVER, Array, Conn
+from ..storage.rooms import STRIPPED_TYPES
 from ..tokens import StreamToken
 from .messages import (
     BadMessage,
@@ -32,15 +33,7 @@ from .messages import (
 )
 
 #: State that travels with an invite so the invitee can render the room (spec: stripped state).
-STRIPPED_STATE_TYPES = (
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-    "m.room.topic",
-)
+STRIPPED_STATE_TYPES = STRIPPED_TYPES
 
 
 @dataclass(frozen=True, slots=True)

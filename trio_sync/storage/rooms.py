@@ -10,9 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .engine import FOREVER, Array, Conn
+from .engine import FOREVER, Array, Conn, Row
 
 MEMBER = "m.room.member"
+#: The state types a client is shown for a room it is invited to or knocking on.
+STRIPPED_TYPES = (
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +36,34 @@ class Membership:
 
 @dataclass(frozen=True, slots=True)
 class TimelineEvent:
+    """A stored room event with what serving it needs (``json`` in client format, or in
+    federation format when read with ``fmt="federation"``)."""
+
     pos: int
     depth: int
     event_id: str
+    type: str
+    state_key: str | None
+    sender: str
+    origin_server_ts: int
+    txn_session: int | None
+    txn_id: str | None
     json: str
+
+
+#: The ``events`` columns behind :class:`TimelineEvent`, less the JSON one.
+_EVENT_COLUMNS = (
+    "pos, depth, event_id, type, state_key, sender, origin_server_ts, txn_session, txn_id"
+)
+
+
+def json_column(fmt: str) -> str:
+    """The ``events`` column holding events in ``fmt`` (``client`` or ``federation``)."""
+    return "pdu_json" if fmt == "federation" else "client_json"
+
+
+def _timeline_event(r: Row, at: int = 0) -> TimelineEvent:
+    return TimelineEvent(*(r[i] for i in range(at, at + 10)))
 
 
 async def memberships_at(conn: Conn, user_id: str, at: int) -> dict[str, Membership]:
@@ -70,14 +104,14 @@ async def memberships_now_and_since(
 
 
 async def events_in_range(
-    conn: Conn, room_ids: Sequence[str], after: int, upto: int
+    conn: Conn, room_ids: Sequence[str], after: int, upto: int, fmt: str = "client"
 ) -> dict[str, list[TimelineEvent]]:
     """Every syncable event of ``room_ids`` at ``after < p <= upto``, by room, oldest first.
 
     One scan of the range: use it when the range is short.
     """
     rows = await conn.fetch(
-        "SELECT room_id, pos, depth, event_id, client_json FROM events WHERE pos > $1 "
+        f"SELECT room_id, {_EVENT_COLUMNS}, {json_column(fmt)} FROM events WHERE pos > $1 "
         "AND pos <= $2 AND exclude_from_sync = 0 AND room_id = ANY($3) ORDER BY pos",
         after,
         upto,
@@ -85,7 +119,7 @@ async def events_in_range(
     )
     out: dict[str, list[TimelineEvent]] = {}
     for r in rows:
-        out.setdefault(r[0], []).append(TimelineEvent(r[1], r[2], r[3], r[4]))
+        out.setdefault(r[0], []).append(_timeline_event(r, 1))
     return out
 
 
@@ -105,45 +139,127 @@ async def rooms_with_events(conn: Conn, room_ids: Sequence[str], after: int, upt
 
 
 async def recent_events(
-    conn: Conn, room_id: str, after: int, upto: int, limit: int
+    conn: Conn, room_id: str, after: int, upto: int, limit: int, fmt: str = "client"
 ) -> list[TimelineEvent]:
     """Up to ``limit`` newest syncable events at ``after < p <= upto``, oldest first."""
+    return list(reversed(await events_page(conn, room_id, after, upto + 1, limit, fmt)))
+
+
+async def events_page(
+    conn: Conn,
+    room_id: str,
+    after: int,
+    before: int,
+    limit: int,
+    fmt: str = "client",
+    *,
+    newest_first: bool = True,
+) -> list[TimelineEvent]:
+    """Up to ``limit`` syncable events at ``after < p < before``: the newest of them,
+    newest first, or (``newest_first=False``) the oldest, oldest first."""
+    order = "DESC" if newest_first else "ASC"
     rows = await conn.fetch(
-        "SELECT pos, depth, event_id, client_json FROM events WHERE room_id = $1 "
-        "AND pos > $2 AND pos <= $3 AND exclude_from_sync = 0 ORDER BY pos DESC LIMIT $4",
+        f"SELECT {_EVENT_COLUMNS}, {json_column(fmt)} FROM events WHERE room_id = $1 "
+        f"AND pos > $2 AND pos < $3 AND exclude_from_sync = 0 ORDER BY pos {order} LIMIT $4",
         room_id,
         after,
-        upto,
+        before,
         limit,
     )
-    return [TimelineEvent(r[0], r[1], r[2], r[3]) for r in reversed(rows)]
+    return [_timeline_event(r) for r in rows]
 
 
-async def state_at(conn: Conn, room_id: str, at: int) -> list[tuple[str, str]]:
-    """The room's whole state as of position ``at``: ``(event_id, client_json)`` pairs."""
+async def event_by_id(
+    conn: Conn, event_id: str, fmt: str = "client"
+) -> tuple[str, TimelineEvent] | None:
+    """The room and stored form of ``event_id``, if it is stored and servable."""
+    row = await conn.fetchrow(
+        f"SELECT room_id, {_EVENT_COLUMNS}, {json_column(fmt)} FROM events "
+        "WHERE event_id = $1 AND exclude_from_sync = 0",
+        event_id,
+    )
+    return None if row is None else (str(row[0]), _timeline_event(row, 1))
+
+
+@dataclass(frozen=True, slots=True)
+class StateEvent:
+    """One entry of a room's state: its key, sender and stored JSON."""
+
+    event_id: str
+    type: str
+    state_key: str
+    sender: str
+    json: str
+
+
+def _state_rows(rows: Sequence[Row]) -> list[StateEvent]:
+    return [StateEvent(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+async def state_at(
+    conn: Conn,
+    room_id: str,
+    at: int,
+    fmt: str = "client",
+    *,
+    types: Sequence[str] | None = None,
+    members: Sequence[str] | None = None,
+) -> list[StateEvent]:
+    """The room's state as of position ``at`` (``added_at <= at < removed_at``).
+
+    ``members`` limits ``m.room.member`` entries to those users (lazy loading); ``types``
+    limits the entries to those event types.
+    """
+    where, args = _state_limits(types, members, first=3)
     rows = await conn.fetch(
-        "SELECT e.event_id, e.client_json FROM room_state s "
-        "JOIN events e ON e.event_id = s.event_id "
-        "WHERE s.room_id = $1 AND s.added_at <= $2 AND s.removed_at > $2 "
+        f"SELECT e.event_id, s.type, s.state_key, e.sender, e.{json_column(fmt)} "
+        "FROM room_state s JOIN events e ON e.event_id = s.event_id "
+        f"WHERE s.room_id = $1 AND s.added_at <= $2 AND s.removed_at > $2{where} "
         "ORDER BY s.added_at, s.type, s.state_key",
         room_id,
         at,
+        *args,
     )
-    return [(r[0], r[1]) for r in rows]
+    return _state_rows(rows)
 
 
-async def state_delta(conn: Conn, room_id: str, after: int, at: int) -> list[tuple[str, str]]:
+def _state_limits(
+    types: Sequence[str] | None, members: Sequence[str] | None, first: int
+) -> tuple[str, list[object]]:
+    where = ""
+    args: list[object] = []
+    if types is not None:
+        where += f" AND s.type = ANY(${first})"
+        args.append(Array(list(types)))
+        first += 1
+    if members is not None:
+        where += f" AND (s.type <> '{MEMBER}' OR s.state_key = ANY(${first}))"
+        args.append(Array(list(members)))
+    return where, args
+
+
+async def state_delta(
+    conn: Conn,
+    room_id: str,
+    after: int,
+    at: int,
+    fmt: str = "client",
+    *,
+    members: Sequence[str] | None = None,
+) -> list[StateEvent]:
     """State as of ``at`` that became state at ``after < p <= at``."""
+    where, args = _state_limits(None, members, first=4)
     rows = await conn.fetch(
-        "SELECT e.event_id, e.client_json FROM room_state s "
-        "JOIN events e ON e.event_id = s.event_id "
-        "WHERE s.room_id = $1 AND s.added_at > $2 AND s.added_at <= $3 AND s.removed_at > $3 "
-        "ORDER BY s.added_at, s.type, s.state_key",
+        f"SELECT e.event_id, s.type, s.state_key, e.sender, e.{json_column(fmt)} "
+        "FROM room_state s JOIN events e ON e.event_id = s.event_id "
+        "WHERE s.room_id = $1 AND s.added_at > $2 AND s.added_at <= $3 "
+        f"AND s.removed_at > $3{where} ORDER BY s.added_at, s.type, s.state_key",
         room_id,
         after,
         at,
+        *args,
     )
-    return [(r[0], r[1]) for r in rows]
+    return _state_rows(rows)
 
 
 async def joined_rooms_map(conn: Conn) -> dict[str, set[str]]:
@@ -158,3 +274,52 @@ async def joined_rooms_map(conn: Conn) -> dict[str, set[str]]:
     for r in rows:
         out.setdefault(r[0], set()).add(r[1])
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """``m.heroes``, ``m.joined_member_count`` and ``m.invited_member_count`` of a room."""
+
+    heroes: list[str]
+    joined: int
+    invited: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "m.heroes": self.heroes,
+            "m.joined_member_count": self.joined,
+            "m.invited_member_count": self.invited,
+        }
+
+
+async def room_summary(conn: Conn, room_id: str, at: int, user_id: str) -> Summary:
+    """The room's summary as of ``at``: member counts, and as heroes the first five other
+    joined or invited members by the position of their membership (or, when there are
+    none, the first five other users who left)."""
+    counts: dict[str, int] = dict(
+        (r[0], r[1])
+        for r in await conn.fetch(
+            "SELECT membership, COUNT(*) FROM room_state WHERE room_id = $1 AND type = $2 "
+            "AND added_at <= $3 AND removed_at > $3 GROUP BY membership",
+            room_id,
+            MEMBER,
+            at,
+        )
+    )
+    heroes = await conn.fetch(
+        "SELECT state_key, membership FROM room_state WHERE room_id = $1 AND type = $2 "
+        "AND added_at <= $3 AND removed_at > $3 AND state_key <> $4 "
+        "AND membership IN ('join', 'invite', 'leave', 'ban') "
+        "ORDER BY CASE WHEN membership IN ('join', 'invite') THEN 0 ELSE 1 END, added_at "
+        "LIMIT 5",
+        room_id,
+        MEMBER,
+        at,
+        user_id,
+    )
+    active = [r[0] for r in heroes if r[1] in ("join", "invite")]
+    return Summary(
+        active or [r[0] for r in heroes],
+        int(counts.get("join", 0)),
+        int(counts.get("invite", 0)),
+    )

@@ -8,6 +8,8 @@ Trio loop, one snapshot) bounded by the token taken after the wait.
 
 from __future__ import annotations
 
+import time
+
 import trio
 
 from ..errors import MatrixError
@@ -19,6 +21,10 @@ from ..tokens import StreamToken
 from .request import SyncRequest
 from .response import SyncContext, SyncResponse
 from .streams import PROVIDERS
+from .timeline import Viewer
+
+#: How many devices' lazy-loading memory is kept (least recently syncing dropped first).
+LAZY_CACHE_DEVICES = 10_000
 
 
 async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
@@ -37,6 +43,7 @@ class SyncHandler:
     def __init__(self, engine: Engine, notifier: Notifier) -> None:
         self._engine = engine
         self._notifier = notifier
+        self._lazy_cache: dict[tuple[str, str], dict[str, dict[str, tuple[str, int]]]] = {}
 
     async def resolve_filter(self, user_id: str, text: str | None) -> Filter:
         """The filter a request names: inline JSON (starts with ``{``) or a stored ID."""
@@ -66,14 +73,14 @@ class SyncHandler:
         filt = await self.resolve_filter(device.user_id, req.filter)
         since = req.since
         if since is None or req.full_state:
-            return await self._build(device, since, self._notifier.current, filt, req.full_state)
+            return await self._build(device, req, since, self._notifier.current, filt)
         deadline = trio.current_time() + req.timeout_ms / 1000
         wait_from = since
         while True:
             with trio.move_on_at(deadline):
                 await self._notifier.wait_for_update(device.user_id, wait_from)
             now = self._notifier.current.union(since)
-            resp = await self._build(device, since, now, filt, False)
+            resp = await self._build(device, req, since, now, filt)
             if not resp.is_empty() or trio.current_time() >= deadline or self._notifier.closing:
                 return resp
             # Woken for something that turned out to hold nothing for this user: the
@@ -83,10 +90,41 @@ class SyncHandler:
     async def _build(
         self,
         device: Device,
+        req: SyncRequest,
         since: StreamToken | None,
         now: StreamToken,
         filt: Filter,
-        full_state: bool,
     ) -> SyncResponse:
-        ctx = SyncContext(device.user_id, device.device_id, since, now, filt, full_state)
+        viewer = Viewer(
+            device.user_id,
+            session_id=device.session_id,
+            fmt=filt.event_format,
+            fields=filt.event_fields,
+            now_ms=int(time.time() * 1000),
+        )
+        lazy = filt.room.state.lazy_load_members
+        ctx = SyncContext(
+            device.user_id,
+            device.device_id,
+            since,
+            now,
+            filt,
+            req.full_state,
+            viewer=viewer,
+            state_field=req.state_field,
+            sent_members=self._sent_members(device) if lazy else None,
+        )
         return await self._engine.read(_gather, ctx)
+
+    def _sent_members(self, device: Device) -> dict[str, dict[str, tuple[str, int]]]:
+        """The lazy-loaded member events this device has been sent, with the PDU position
+        of the response that carried each (a bounded cache: a device it forgot about is
+        sent them again, which is always correct)."""
+        key = (device.user_id, device.device_id)
+        sent = self._lazy_cache.pop(key, None)
+        if sent is None:
+            sent = {}
+        self._lazy_cache[key] = sent
+        while len(self._lazy_cache) > LAZY_CACHE_DEVICES:
+            del self._lazy_cache[next(iter(self._lazy_cache))]
+        return sent

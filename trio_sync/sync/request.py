@@ -22,6 +22,8 @@ class SyncRequest:
     full_state: bool = False
     set_presence: str = "online"
     filter: str | None = None
+    #: Where room state goes: ``state``, or ``state_after`` (MSC4222, stable or prefixed).
+    state_field: str = "state"
 
 
 def _bool(args: Mapping[str, str], name: str) -> bool:
@@ -44,10 +46,16 @@ def parse_sync_request(args: Mapping[str, str]) -> SyncRequest:
     if presence not in PRESENCE_STATES:
         raise invalid_param("set_presence must be one of online, offline, unavailable")
     filter_text = args.get("filter")
+    state_field = "state"
+    if _bool(args, "use_state_after"):
+        state_field = "state_after"
+    elif _bool(args, "org.matrix.msc4222.use_state_after"):
+        state_field = "org.matrix.msc4222.state_after"
     return SyncRequest(
         since=since,
         timeout_ms=min(int(timeout_text), MAX_TIMEOUT_MS),
         full_state=_bool(args, "full_state"),
         set_presence=presence,
         filter=filter_text or None,
+        state_field=state_field,
     )

@@ -1,70 +1,160 @@
-"""The PDU stream: joined and left rooms, their timelines and state.
+"""The PDU stream: joined, left and knocked rooms, their timelines, state and summaries.
 
 Which rooms (after Synapse's and Dendrite's sync servers):
-* complete: every room the user is joined to at ``now``; left/banned rooms only with
-  ``include_leave``;
+* complete: every room the user is joined to (or has knocked on) at ``now``; left and
+  banned rooms only with ``include_leave``;
 * incremental: rooms whose membership of the user changed in ``since < p <= now``
   (newly joined → full state; left or banned → ``rooms.leave`` with the timeline up to
   the leave and nothing after it), plus joined rooms with new events.
 
-State returned is the state at the start of the returned timeline: all of it for a
-complete sync, a newly joined room or ``full_state``; otherwise what changed between
-``since`` and the start of the timeline. Repeated joins and profile changes are changes,
-not new joins.
+The timeline holds the newest events the user may see (history visibility) and the
+filter admits; ``limited`` is true exactly when another such event lies between ``since``
+(or the start of the room) and the timeline's first event. State is the state at the
+start of the timeline: all of it for a complete sync, a newly joined room or
+``full_state``; otherwise what changed between ``since`` and the start of the timeline.
+With ``use_state_after`` it is the state at the end of the timeline instead. Repeated
+joins and profile changes are changes, not new joins.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import orjson
+
 from ...storage import Conn
 from ...storage import rooms as q
+from ...storage.visibility import RoomAccess, load_access
 from ...tokens import TopologyToken
 from ..response import JoinedRoom, RoomTimeline, SyncContext, SyncResponse
+from ..timeline import select_recent
 
 #: Up to this many new events, read them all in one query and share them out by room.
 READ_RANGE_MAX = 200
 #: Up to this many, find the rooms with new events by one range scan; above it, ask each
 #: joined room for its newest events (an index descent each).
 RANGE_SCAN_MAX = 2000
+_STRIPPED = ("content", "sender", "state_key", "type")
+
+
+def _lazy_members(
+    ctx: SyncContext, timeline: Sequence[q.TimelineEvent], heroes: Sequence[str]
+) -> list[str] | None:
+    """The members whose state a lazy-loading client needs, or None when not lazy."""
+    if not ctx.filter.room.state.lazy_load_members:
+        return None
+    wanted = dict.fromkeys(e.sender for e in timeline)
+    wanted.update(dict.fromkeys(heroes))
+    wanted[ctx.user_id] = None
+    return list(wanted)
 
 
 async def room_section(
     conn: Conn,
     ctx: SyncContext,
     room_id: str,
+    access: RoomAccess,
     *,
     after: int,
     upto: int,
     full_state: bool,
     in_range: list[q.TimelineEvent] | None = None,
 ) -> JoinedRoom:
-    """Timeline of events at ``after < p <= upto`` (newest ``limit``) and the state before it.
+    """Timeline of events at ``after < p <= upto`` (newest ``limit`` the user may see) and
+    the state that goes with it.
 
     ``in_range`` is every syncable event of the room in that range, when the caller has
-    already read them. ``limited`` is true exactly when there are events in the range
-    older than the timeline's first event.
+    already read them.
     """
+    viewer = ctx.viewer
     limit = ctx.filter.timeline_limit(10)
-    events = in_range
-    if events is None:
-        events = await q.recent_events(conn, room_id, after, upto, limit + 1)
-    limited = len(events) > limit
-    if limited:
-        events = events[-limit:]
-    before = (events[0].pos if events else upto + 1) - 1
-    if full_state:
-        state = await q.state_at(conn, room_id, before)
-    elif limited:
-        state = await q.state_delta(conn, room_id, after, before)
-    else:
-        # The timeline holds every event of the room since ``after``; state only changes
-        # at the room's own events, so nothing changed before the timeline's start.
-        state = []
-    in_timeline = {e.event_id for e in events}
-    prev_batch = str(TopologyToken(events[0].depth, events[0].pos)) if events else str(ctx.now)
-    return JoinedRoom(
-        timeline=RoomTimeline([e.json for e in events], limited, prev_batch),
-        state=[json for event_id, json in state if event_id not in in_timeline],
+    chosen = await select_recent(
+        conn,
+        room_id,
+        access,
+        viewer,
+        ctx.filter.room.timeline,
+        after=after,
+        upto=upto,
+        limit=limit,
+        preread=in_range,
     )
+    events, limited = chosen.events, chosen.limited
+    before = (events[0].pos if events else upto + 1) - 1
+    members_changed = full_state or any(e.type == q.MEMBER for e in events)
+    summary: q.Summary | None = None
+    heroes: list[str] = []
+    fmt = viewer.fmt
+    lazy = _lazy_members(ctx, events, [])
+    state_upto = upto if ctx.state_after else before
+    if full_state:
+        state = await q.state_at(conn, room_id, state_upto, fmt, members=lazy)
+    elif ctx.state_after or chosen.gap:
+        state = await q.state_delta(conn, room_id, after, state_upto, fmt, members=lazy)
+    else:
+        state = []
+    if state and any(s.type == q.MEMBER for s in state):
+        members_changed = True
+    if members_changed:
+        summary = await q.room_summary(conn, room_id, upto, ctx.user_id)
+        heroes = summary.heroes
+    if lazy is not None:
+        state = await _with_lazy_members(conn, ctx, room_id, state, events, heroes, state_upto)
+    in_timeline = {e.event_id for e in events} if not ctx.state_after else set()
+    sfilter = ctx.filter.room.state
+    served_state = [
+        viewer.serve_state(s.json)
+        for s in state
+        if s.event_id not in in_timeline and sfilter.matches({"type": s.type, "sender": s.sender})
+    ]
+    if sfilter.limit is not None:
+        served_state = served_state[: sfilter.limit]
+    prev_batch = (
+        str(TopologyToken(events[0].depth, events[0].pos))
+        if events
+        else (str(ctx.now) if upto == ctx.now.pdu else str(TopologyToken(0, upto + 1)))
+    )
+    return JoinedRoom(
+        timeline=RoomTimeline([viewer.serve(e, access) for e in events], limited, prev_batch),
+        state=served_state,
+        state_field=ctx.state_field,
+        summary=summary.to_json() if summary is not None else None,
+    )
+
+
+async def _with_lazy_members(
+    conn: Conn,
+    ctx: SyncContext,
+    room_id: str,
+    state: list[q.StateEvent],
+    events: Sequence[q.TimelineEvent],
+    heroes: Sequence[str],
+    at: int,
+) -> list[q.StateEvent]:
+    """Add the member events of timeline senders and heroes that this device has not been
+    sent yet (all of them with ``include_redundant_members``), and remember what was sent.
+    """
+    wanted = dict.fromkeys(e.sender for e in events)
+    wanted.update(dict.fromkeys(heroes))
+    wanted[ctx.user_id] = None
+    have = {s.state_key for s in state if s.type == q.MEMBER}
+    missing = [u for u in wanted if u not in have]
+    sent = ctx.sent_members.setdefault(room_id, {}) if ctx.sent_members is not None else {}
+    redundant = ctx.filter.room.state.include_redundant_members
+    since = ctx.since.pdu if ctx.since is not None else -1
+    if missing:
+        for s in await q.state_at(
+            conn, room_id, at, ctx.viewer.fmt, types=[q.MEMBER], members=missing
+        ):
+            known = sent.get(s.state_key)
+            if redundant or known is None or known[0] != s.event_id or known[1] > since:
+                state.append(s)
+    for s in state:
+        if s.type == q.MEMBER:
+            known = sent.get(s.state_key)
+            if known is None or known[0] != s.event_id:
+                sent[s.state_key] = (s.event_id, ctx.now.pdu)
+    return state
 
 
 async def _ever_joined_before(conn: Conn, user_id: str, room_id: str, before: int) -> bool:
@@ -79,11 +169,37 @@ async def _ever_joined_before(conn: Conn, user_id: str, room_id: str, before: in
     return row is not None
 
 
+async def _own_event(conn: Conn, event_id: str) -> str | None:
+    row = await conn.fetchrow("SELECT client_json FROM events WHERE event_id = $1", event_id)
+    return None if row is None else str(row[0])
+
+
 async def _own_leave(conn: Conn, ctx: SyncContext, m: q.Membership) -> JoinedRoom:
     """A left room the user never saw from inside: only its own membership event."""
-    row = await conn.fetchrow("SELECT client_json FROM events WHERE event_id = $1", m.event_id)
-    events = [str(row[0])] if row is not None else []
-    return JoinedRoom(RoomTimeline(events, False, str(ctx.now)), [])
+    own = await _own_event(conn, m.event_id)
+    events = [own] if own is not None else []
+    return JoinedRoom(RoomTimeline(events, False, str(ctx.now)), [], ctx.state_field)
+
+
+async def knock_state(conn: Conn, m: q.Membership) -> list[str]:
+    """The stripped state a client shows for a knock, the knock itself last: what the
+    knock event carries in ``unsigned.knock_room_state``, else the room's state."""
+    own = await _own_event(conn, m.event_id)
+    event = orjson.loads(own) if own is not None else {}
+    given = event.get("unsigned", {}).get("knock_room_state")
+    if isinstance(given, list):
+        stripped = [s for s in given if isinstance(s, dict)]
+    else:
+        state = await q.state_at(conn, m.room_id, m.since - 1, types=q.STRIPPED_TYPES)
+        stripped = [orjson.loads(s.json) for s in state]
+    out = [
+        orjson.dumps({k: s[k] for k in _STRIPPED if k in s}).decode()
+        for s in stripped
+        if not (s.get("type") == q.MEMBER and s.get("state_key") == event.get("state_key"))
+    ]
+    if event:
+        out.append(orjson.dumps({k: event[k] for k in _STRIPPED if k in event}).decode())
+    return out
 
 
 class PduStream:
@@ -92,17 +208,23 @@ class PduStream:
     async def complete(self, conn: Conn, ctx: SyncContext, resp: SyncResponse) -> None:
         now = ctx.now.pdu
         allows = ctx.filter.room.allows_room
-        for room_id, m in (await q.memberships_at(conn, ctx.user_id, now)).items():
-            if not allows(room_id):
-                continue
+        mine = {
+            r: m for r, m in (await q.memberships_at(conn, ctx.user_id, now)).items() if allows(r)
+        }
+        if not ctx.filter.room.include_leave:
+            mine = {r: m for r, m in mine.items() if m.membership not in ("leave", "ban")}
+        access = await load_access(conn, ctx.user_id, mine, now)
+        for room_id, m in mine.items():
             if m.membership == "join":
                 resp.join[room_id] = await room_section(
-                    conn, ctx, room_id, after=0, upto=now, full_state=True
+                    conn, ctx, room_id, access[room_id], after=0, upto=now, full_state=True
                 )
-            elif m.membership in ("leave", "ban") and ctx.filter.room.include_leave:
+            elif m.membership == "knock":
+                resp.knock[room_id] = await knock_state(conn, m)
+            elif m.membership in ("leave", "ban"):
                 if await _ever_joined_before(conn, ctx.user_id, room_id, m.since):
                     resp.leave[room_id] = await room_section(
-                        conn, ctx, room_id, after=0, upto=m.since, full_state=True
+                        conn, ctx, room_id, access[room_id], after=0, upto=m.since, full_state=True
                     )
                 else:
                     resp.leave[room_id] = await _own_leave(conn, ctx, m)
@@ -116,55 +238,31 @@ class PduStream:
         current, changed = await q.memberships_now_and_since(conn, ctx.user_id, since, now)
         changes: dict[str, list[q.Membership]] = {}
         for change in changed:
-            changes.setdefault(change.room_id, []).append(change)
-        before = await q.memberships_at(conn, ctx.user_id, since) if changes else {}
-        handled: set[str] = set()
-        for room_id, seq in changes.items():
-            handled.add(room_id)
-            if not allows(room_id):
-                continue
-            was = before.get(room_id)
-            was_joined = was is not None and was.membership == "join"
-            last = seq[-1]
-            rejoined = any(c.membership != "join" for c in seq)
-            if last.membership == "join":
-                fresh = not was_joined or rejoined
-                resp.join[room_id] = await room_section(
-                    conn,
-                    ctx,
-                    room_id,
-                    after=since,
-                    upto=now,
-                    full_state=fresh or ctx.full_state,
-                )
-            elif last.membership in ("leave", "ban"):
-                joined_in_range = any(c.membership == "join" for c in seq)
-                if was_joined or joined_in_range:
-                    resp.leave[room_id] = await room_section(
-                        conn,
-                        ctx,
-                        room_id,
-                        after=since,
-                        upto=last.since,
-                        full_state=not was_joined or ctx.full_state,
-                    )
-                else:
-                    # Out of an invite (rejected, withdrawn) or a knock: only its own event.
-                    resp.leave[room_id] = await _own_leave(conn, ctx, last)
-        joined = [r for r, m in current.items() if m.membership == "join" and r not in handled]
-        joined = [r for r in joined if allows(r)]
-        if not joined:
-            return
+            if allows(change.room_id):
+                changes.setdefault(change.room_id, []).append(change)
+        moved = {c.room_id for c in changed}
+        joined = [
+            r for r, m in current.items() if m.membership == "join" and r not in moved and allows(r)
+        ]
         in_range: dict[str, list[q.TimelineEvent]] = {}
         if ctx.full_state:
             active = set(joined)
+        elif not joined:
+            active = set()
         elif now - since <= READ_RANGE_MAX:
-            in_range = await q.events_in_range(conn, joined, since, now)
+            in_range = await q.events_in_range(conn, joined, since, now, ctx.viewer.fmt)
             active = set(in_range)
         elif now - since <= RANGE_SCAN_MAX:
             active = await q.rooms_with_events(conn, joined, since, now)
         else:
             active = set(joined)
+        serving = [*changes, *(r for r in joined if r in active)]
+        if not serving:
+            return
+        access = await load_access(conn, ctx.user_id, serving, now)
+        before = await q.memberships_at(conn, ctx.user_id, since) if changes else {}
+        for room_id, seq in changes.items():
+            await self._changed_room(conn, ctx, resp, access[room_id], before.get(room_id), seq)
         for room_id in joined:
             if room_id not in active:
                 continue
@@ -172,6 +270,7 @@ class PduStream:
                 conn,
                 ctx,
                 room_id,
+                access[room_id],
                 after=since,
                 upto=now,
                 full_state=ctx.full_state,
@@ -179,3 +278,48 @@ class PduStream:
             )
             if section.timeline.events or section.state or ctx.full_state:
                 resp.join[room_id] = section
+
+    async def _changed_room(
+        self,
+        conn: Conn,
+        ctx: SyncContext,
+        resp: SyncResponse,
+        access: RoomAccess,
+        was: q.Membership | None,
+        seq: list[q.Membership],
+    ) -> None:
+        """A room whose membership of the user changed in the range."""
+        assert ctx.since is not None
+        since, now = ctx.since.pdu, ctx.now.pdu
+        room_id = seq[-1].room_id
+        was_joined = was is not None and was.membership == "join"
+        last = seq[-1]
+        if last.membership == "join":
+            rejoined = any(c.membership != "join" for c in seq)
+            fresh = not was_joined or rejoined
+            resp.join[room_id] = await room_section(
+                conn,
+                ctx,
+                room_id,
+                access,
+                after=since,
+                upto=now,
+                full_state=fresh or ctx.full_state,
+            )
+        elif last.membership == "knock":
+            resp.knock[room_id] = await knock_state(conn, last)
+        elif last.membership in ("leave", "ban"):
+            joined_in_range = any(c.membership == "join" for c in seq)
+            if was_joined or joined_in_range:
+                resp.leave[room_id] = await room_section(
+                    conn,
+                    ctx,
+                    room_id,
+                    access,
+                    after=since,
+                    upto=last.since,
+                    full_state=not was_joined or ctx.full_state,
+                )
+            else:
+                # Out of an invite (rejected, withdrawn) or a knock: only its own event.
+                resp.leave[room_id] = await _own_leave(conn, ctx, last)

@@ -1,0 +1,175 @@
+"""History visibility (spec: *Room History Visibility*, server behaviour), from room state.
+
+Whether a user may see an event depends on the room's state *at that event*: the
+``m.room.history_visibility`` setting and the user's membership just before it. Both are
+kept in ``room_state`` as validity intervals, so everything needed to judge any event of a
+room for one user is a handful of rows: the room's visibility intervals and the user's
+membership intervals. :func:`load_access` reads them for many rooms in one query.
+
+The rules, for an event at position ``p``:
+
+1. visibility ``world_readable`` → allowed;
+2. the user's membership was ``join`` → allowed;
+3. visibility ``shared`` and the user joined at some position after ``p`` → allowed;
+4. membership ``invite`` and visibility ``invited`` → allowed;
+5. otherwise denied.
+
+For an ``m.room.history_visibility`` event the setting before *or* after it may allow it;
+for the user's own membership event, the membership before *or* after it may. A missing
+or unknown setting counts as ``shared``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import orjson
+
+from .engine import FOREVER, Array, Conn
+
+MEMBER = "m.room.member"
+HISTORY_VISIBILITY = "m.room.history_visibility"
+SETTINGS = ("world_readable", "shared", "invited", "joined")
+#: Settings under which a user who is joined now sees every earlier event.
+_OPEN = ("world_readable", "shared")
+
+
+def setting_of(content: object) -> str:
+    """The visibility a ``m.room.history_visibility`` content sets (``shared`` if unknown)."""
+    value = content.get("history_visibility") if isinstance(content, dict) else None
+    return value if value in SETTINGS else "shared"
+
+
+@dataclass(slots=True)
+class _Intervals:
+    """Values valid over ``[start, end)`` position intervals, sorted and non-overlapping."""
+
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    values: list[str] = field(default_factory=list)
+
+    def add(self, start: int, end: int, value: str) -> None:
+        self.starts.append(start)
+        self.ends.append(end)
+        self.values.append(value)
+
+    def sort(self) -> None:
+        order = sorted(range(len(self.starts)), key=self.starts.__getitem__)
+        self.starts = [self.starts[i] for i in order]
+        self.ends = [self.ends[i] for i in order]
+        self.values = [self.values[i] for i in order]
+
+    def at(self, pos: int) -> str | None:
+        """The value in force at ``pos`` (``start <= pos < end``), or None."""
+        i = bisect_right(self.starts, pos) - 1
+        if i >= 0 and pos < self.ends[i]:
+            return self.values[i]
+        return None
+
+
+@dataclass(slots=True)
+class RoomAccess:
+    """One user's view of one room's history: what it may see and its membership over time."""
+
+    user_id: str
+    visibility: _Intervals = field(default_factory=_Intervals)
+    membership: _Intervals = field(default_factory=_Intervals)
+
+    def setting_at(self, pos: int) -> str:
+        """The visibility setting in force at ``pos`` (after the event there)."""
+        return self.visibility.at(pos) or "shared"
+
+    def membership_at(self, pos: int) -> str:
+        """The user's membership after the event at ``pos`` (``leave`` if it has none)."""
+        return self.membership.at(pos) or "leave"
+
+    def joined_after(self, pos: int) -> bool:
+        """Whether the user's membership became ``join`` at some position after ``pos``."""
+        m = self.membership
+        i = bisect_right(m.starts, pos)
+        return any(v == "join" for v in m.values[i:])
+
+    def everything_visible(self, after: int, upto: int) -> bool:
+        """True when every event at ``after < p <= upto`` is visible without looking closer.
+
+        That holds when the user's membership at ``upto`` is ``join`` and the setting was
+        ``shared`` or ``world_readable`` throughout: each event is then visible by rule 2
+        or rule 3.
+        """
+        if self.membership_at(upto) != "join":
+            return False
+        v = self.visibility
+        for start, end, value in zip(v.starts, v.ends, v.values, strict=True):
+            if end > after and start <= upto and value not in _OPEN:
+                return False
+        # Before the first setting the default (shared) holds.
+        return True
+
+    def _allows(self, setting: str, membership: str, pos: int) -> bool:
+        if setting == "world_readable" or membership == "join":
+            return True
+        if setting == "shared" and self.joined_after(pos):
+            return True
+        return membership == "invite" and setting == "invited"
+
+    def visible(self, pos: int, etype: str, state_key: str | None) -> bool:
+        """Whether the user may see the event at ``pos`` (of type ``etype``)."""
+        setting = self.setting_at(pos - 1)
+        membership = self.membership_at(pos - 1)
+        if self._allows(setting, membership, pos):
+            return True
+        is_setting = etype == HISTORY_VISIBILITY and state_key == ""
+        if is_setting and self._allows(self.setting_at(pos), membership, pos):
+            return True
+        if etype == MEMBER and state_key == self.user_id:
+            return self._allows(setting, self.membership_at(pos), pos)
+        return False
+
+    def unsigned_membership(self, pos: int, etype: str, state_key: str | None) -> str:
+        """The user's membership at the event, for ``unsigned.membership``: after its own
+        membership events, before anything else."""
+        if etype == MEMBER and state_key == self.user_id:
+            return self.membership_at(pos)
+        return self.membership_at(pos - 1)
+
+
+async def load_access(
+    conn: Conn, user_id: str, room_ids: Iterable[str], upto: int
+) -> dict[str, RoomAccess]:
+    """The :class:`RoomAccess` of ``user_id`` for each of ``room_ids``, as of ``upto``.
+
+    One query. Intervals that start after ``upto`` are ignored and those still open at
+    ``upto`` are treated as open for ever, so the answer is that of the snapshot at
+    ``upto`` even when later events are already stored.
+    """
+    rooms = list(room_ids)
+    out = {r: RoomAccess(user_id) for r in rooms}
+    if not rooms:
+        return out
+    rows = await conn.fetch(
+        "SELECT s.room_id, s.type, s.membership, s.added_at, s.removed_at, "
+        "CASE WHEN s.type = $2 THEN e.client_json END FROM room_state s "
+        "LEFT JOIN events e ON e.event_id = s.event_id AND s.type = $2 "
+        "WHERE s.room_id = ANY($1) AND s.added_at <= $5 AND ((s.type = $2 AND s.state_key = '') "
+        "OR (s.type = $3 AND s.state_key = $4))",
+        Array(rooms),
+        HISTORY_VISIBILITY,
+        MEMBER,
+        user_id,
+        upto,
+    )
+    for row in rows:
+        etype, membership, added, removed, content_json = (row[i] for i in range(1, 6))
+        access = out[row[0]]
+        end = FOREVER if removed > upto else removed
+        if etype == MEMBER:
+            access.membership.add(added, end, membership or "leave")
+        else:
+            content = orjson.loads(content_json).get("content") if content_json else None
+            access.visibility.add(added, end, setting_of(content))
+    for access in out.values():
+        access.membership.sort()
+        access.visibility.sort()
+    return out

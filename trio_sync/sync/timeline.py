@@ -1,0 +1,216 @@
+"""Choosing and serving room events for one user: visibility, filters, ``unsigned``.
+
+Used by ``/sync`` timelines and by the read endpoints (``/messages``, ``/context``,
+``/event``), so every place that serves an event applies the same rules:
+
+* history visibility (:mod:`trio_sync.storage.visibility`);
+* the client's ``RoomEventFilter`` (types, senders, ``contains_url``) and ignored users;
+* per-user ``unsigned`` fields: ``age``, ``membership`` (the user's membership at the
+  event) and ``transaction_id`` (only to the device that sent the event);
+* ``event_format`` and ``event_fields``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..filters import RoomEventFilter, apply_event_fields
+from ..storage import Conn
+from ..storage import rooms as q
+from ..storage.visibility import RoomAccess
+
+#: The most events one page read asks for while looking for visible, matching ones.
+PAGE_MAX = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who events are served to, and in which form."""
+
+    user_id: str
+    session_id: int | None = None
+    fmt: str = "client"
+    fields: tuple[str, ...] | None = None
+    ignored: frozenset[str] = frozenset()
+    now_ms: int = 0
+
+    def serve(self, ev: q.TimelineEvent, access: RoomAccess | None) -> str:
+        """``ev`` as this viewer gets it (JSON text)."""
+        if self.fmt == "federation":
+            if self.fields is None:
+                return ev.json
+            return orjson.dumps(apply_event_fields(orjson.loads(ev.json), self.fields)).decode()
+        event: dict[str, Any] = orjson.loads(ev.json)
+        unsigned = event.get("unsigned")
+        if not isinstance(unsigned, dict):
+            unsigned = event["unsigned"] = {}
+        if self.now_ms:
+            unsigned["age"] = max(0, self.now_ms - ev.origin_server_ts)
+        if access is not None:
+            unsigned["membership"] = access.unsigned_membership(ev.pos, ev.type, ev.state_key)
+        if (
+            ev.txn_id is not None
+            and ev.sender == self.user_id
+            and self.session_id is not None
+            and ev.txn_session == self.session_id
+        ):
+            unsigned["transaction_id"] = ev.txn_id
+        if self.fields is not None:
+            event = apply_event_fields(event, self.fields)
+        return orjson.dumps(event).decode()
+
+    def serve_state(self, json: str) -> str:
+        """A state event as this viewer gets it."""
+        if self.fields is None:
+            return json
+        return orjson.dumps(apply_event_fields(orjson.loads(json), self.fields)).decode()
+
+
+def is_plain(filt: RoomEventFilter) -> bool:
+    """True when ``filt`` lets every event through (room rules aside)."""
+    return (
+        filt.types is None
+        and not filt.not_types
+        and filt.senders is None
+        and not filt.not_senders
+        and filt.contains_url is None
+    )
+
+
+def passes(filt: RoomEventFilter, viewer: Viewer, ev: q.TimelineEvent) -> bool:
+    """Whether ``ev`` passes the filter's event rules and is not from an ignored user.
+
+    The user's own events are never hidden as ignored.
+    """
+    if ev.sender in viewer.ignored and ev.sender != viewer.user_id:
+        return False
+    probe: dict[str, Any] = {"type": ev.type, "sender": ev.sender}
+    if filt.contains_url is not None:
+        probe["content"] = orjson.loads(ev.json).get("content")
+    return filt.matches(probe)
+
+
+def _wanted(
+    filt: RoomEventFilter, viewer: Viewer, access: RoomAccess, ev: q.TimelineEvent, check: bool
+) -> bool:
+    if check and not access.visible(ev.pos, ev.type, ev.state_key):
+        return False
+    return passes(filt, viewer, ev)
+
+
+@dataclass(slots=True)
+class Selected:
+    """What :func:`select_recent` chose."""
+
+    #: Oldest first.
+    events: list[q.TimelineEvent]
+    #: Another wanted event lies before the first one.
+    limited: bool
+    #: Some event of the range older than the first one was left out (so state may have
+    #: changed before the timeline without the timeline showing it).
+    gap: bool
+
+
+async def select_recent(
+    conn: Conn,
+    room_id: str,
+    access: RoomAccess,
+    viewer: Viewer,
+    filt: RoomEventFilter,
+    *,
+    after: int,
+    upto: int,
+    limit: int,
+    preread: Sequence[q.TimelineEvent] | None = None,
+) -> Selected:
+    """The newest ``limit`` events at ``after < p <= upto`` the user may see and the filter
+    admits.
+
+    ``preread`` is every syncable event of the room in that range, oldest first, when the
+    caller has read them already. Otherwise pages are read newest first until
+    ``limit + 1`` wanted events are found or the range is exhausted.
+    """
+    check = not access.everything_visible(after, upto)
+    plain = not check and is_plain(filt) and not viewer.ignored
+    picked: list[q.TimelineEvent] = []
+    oldest_skipped = upto + 1
+    if preread is not None:
+        pages = _given(list(reversed(preread)))
+    else:
+        pages = _pages(conn, room_id, viewer.fmt, after, upto, limit + 1)
+    async for rows in pages:
+        for ev in rows:
+            if plain or _wanted(filt, viewer, access, ev, check):
+                picked.append(ev)
+                if len(picked) > limit:
+                    break
+            else:
+                oldest_skipped = ev.pos
+        if len(picked) > limit:
+            break
+    limited = len(picked) > limit
+    picked = picked[:limit]
+    picked.reverse()
+    start = picked[0].pos if picked else upto + 1
+    return Selected(picked, limited, limited or oldest_skipped < start)
+
+
+async def _given(rows: list[q.TimelineEvent]) -> AsyncIterator[list[q.TimelineEvent]]:
+    yield rows
+
+
+async def _pages(
+    conn: Conn, room_id: str, fmt: str, after: int, upto: int, first: int
+) -> AsyncIterator[list[q.TimelineEvent]]:
+    """Pages of the room's events at ``after < p <= upto``, newest first, growing."""
+    before = upto + 1
+    page = first
+    while True:
+        rows = await q.events_page(conn, room_id, after, before, page, fmt)
+        yield rows
+        if len(rows) < page:
+            return
+        before = rows[-1].pos
+        page = min(page * 2, PAGE_MAX)
+
+
+async def scan(
+    conn: Conn,
+    room_id: str,
+    access: RoomAccess,
+    viewer: Viewer,
+    filt: RoomEventFilter,
+    *,
+    after: int,
+    before: int,
+    limit: int,
+    backwards: bool,
+) -> tuple[list[q.TimelineEvent], bool]:
+    """Up to ``limit`` wanted events at ``after < p < before``, walking from ``before``
+    down (``backwards``) or from ``after`` up, in walking order; and whether another
+    wanted event lies beyond the last one returned.
+    """
+    check = not access.everything_visible(after, before - 1)
+    picked: list[q.TimelineEvent] = []
+    low, high = after, before
+    page = limit + 1
+    while True:
+        rows = await q.events_page(
+            conn, room_id, low, high, page, viewer.fmt, newest_first=backwards
+        )
+        for ev in rows:
+            if _wanted(filt, viewer, access, ev, check):
+                if len(picked) == limit:
+                    return picked, True
+                picked.append(ev)
+        if len(rows) < page:
+            return picked, False
+        if backwards:
+            high = rows[-1].pos
+        else:
+            low = rows[-1].pos
+        page = min(page * 2, PAGE_MAX)
