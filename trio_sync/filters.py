@@ -307,19 +307,28 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _decode_filter(raw: str | bytes) -> object:
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise bad_json("filter is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise not_json(f"filter is not valid JSON: {exc}") from None
+
+
 def parse_filter_json(raw: str | bytes) -> Filter:
     """Parse filter JSON text (an upload body or an inline ``filter`` query parameter).
 
     Not JSON (including ``NaN``/``Infinity`` and undecodable bytes) -> 400 ``M_NOT_JSON``;
     JSON that is not a valid filter object -> 400 ``M_BAD_JSON``.
     """
-    try:
-        obj = json.loads(raw, parse_constant=_reject_constant)
-    except RecursionError:
-        raise bad_json("filter is nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise not_json(f"filter is not valid JSON: {exc}") from None
-    return parse_filter(obj)
+    return parse_filter(_decode_filter(raw))
+
+
+def parse_room_event_filter_json(raw: str | bytes) -> RoomEventFilter:
+    """Parse a ``RoomEventFilter`` (the ``filter`` of ``/messages`` and ``/context``), with
+    the same errors as :func:`parse_filter_json`."""
+    return _parse_room_event_filter(_decode_filter(raw), "filter")
 
 
 # --- event_fields --------------------------------------------------------------------

@@ -23,6 +23,8 @@ from . import auth
 from .asgi import shield_final_send
 from .auth import token_from
 from .connection import LeanHTTPConnection
+from .responses import json_response
+from .rooms import add_room_routes
 from .sync_endpoint import CORS_HEADERS, is_sync_request, serve_sync
 
 if TYPE_CHECKING:
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
 SPEC_VERSIONS = [f"v1.{n}" for n in range(1, 20)]
+#: Unstable features served: MSC4222 (`state_after`, also stable since v1.16).
+UNSTABLE = {"org.matrix.msc4222": True}
 CORS = {name.decode(): value.decode() for name, value in CORS_HEADERS}
 
 
@@ -40,11 +44,6 @@ _HTTP_ERRORS = {
     405: ("M_UNRECOGNIZED", "Method not allowed"),
     413: ("M_TOO_LARGE", "Request too large"),
 }
-
-
-def json_response(body: Any, status: int = 200) -> Response:
-    data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return Response(data, status=status, content_type="application/json")
 
 
 async def _body() -> bytes:
@@ -121,9 +120,10 @@ def create_app(service: Service) -> TrioSyncApp:
 
     @app.get("/_matrix/client/versions")
     async def versions() -> Response:
-        return json_response({"versions": SPEC_VERSIONS, "unstable_features": {}})
+        return json_response({"versions": SPEC_VERSIONS, "unstable_features": UNSTABLE})
 
     for prefix in CLIENT_PREFIXES:
+        add_room_routes(app, prefix, authenticate)
 
         @app.get(f"{prefix}/sync", endpoint=f"sync{prefix}")
         async def sync() -> Response:

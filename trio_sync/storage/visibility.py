@@ -107,6 +107,31 @@ class RoomAccess:
         # Before the first setting the default (shared) holds.
         return True
 
+    def earliest_visible(self) -> int | None:
+        """A position before which the user can see no event (None: it sees nothing).
+
+        Each event is judged by the setting and membership in force just before it, or
+        (for settings and the user's own membership events) just after it; so an event
+        can only be visible from the start of an interval that could allow it.
+        """
+        v, m = self.visibility, self.membership
+        candidates = [
+            s for s, val in zip(m.starts, m.values, strict=True) if val in ("join", "invite")
+        ]
+        candidates += [
+            s
+            for s, val in zip(v.starts, v.values, strict=True)
+            if val == "world_readable" or (val == "shared" and self.joined_after(s))
+        ]
+        # Before the first setting the default, shared, holds.
+        if (not v.starts or v.starts[0] > 0) and self.joined_after(0):
+            candidates.append(0)
+        return min(candidates) if candidates else None
+
+    def ever_member(self) -> bool:
+        """Whether the user has had any membership of the room (up to the snapshot)."""
+        return bool(self.membership.starts)
+
     def _allows(self, setting: str, membership: str, pos: int) -> bool:
         if setting == "world_readable" or membership == "join":
             return True

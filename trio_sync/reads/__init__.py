@@ -1,0 +1,1 @@
+"""Room reads on request: history, events, members."""
