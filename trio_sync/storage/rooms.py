@@ -296,27 +296,21 @@ async def room_summary(conn: Conn, room_id: str, at: int, user_id: str) -> Summa
     """The room's summary as of ``at``: member counts, and as heroes the first five other
     joined or invited members by the position of their membership (or, when there are
     none, the first five other users who left)."""
-    counts: dict[str, int] = dict(
-        (r[0], r[1])
-        for r in await conn.fetch(
-            "SELECT membership, COUNT(*) FROM room_state WHERE room_id = $1 AND type = $2 "
-            "AND added_at <= $3 AND removed_at > $3 GROUP BY membership",
-            room_id,
-            MEMBER,
-            at,
-        )
-    )
-    heroes = await conn.fetch(
-        "SELECT state_key, membership FROM room_state WHERE room_id = $1 AND type = $2 "
-        "AND added_at <= $3 AND removed_at > $3 AND state_key <> $4 "
-        "AND membership IN ('join', 'invite', 'leave', 'ban') "
+    rows = await conn.fetch(
+        "SELECT 0, membership, membership, COUNT(*) FROM room_state WHERE room_id = $1 AND type = $2 "
+        "AND added_at <= $3 AND removed_at > $3 GROUP BY membership "
+        "UNION ALL SELECT * FROM (SELECT 1, state_key, membership, added_at FROM room_state "
+        "WHERE room_id = $1 AND type = $2 AND added_at <= $3 AND removed_at > $3 "
+        "AND state_key <> $4 AND membership IN ('join', 'invite', 'leave', 'ban') "
         "ORDER BY CASE WHEN membership IN ('join', 'invite') THEN 0 ELSE 1 END, added_at "
-        "LIMIT 5",
+        "LIMIT 5) AS heroes",
         room_id,
         MEMBER,
         at,
         user_id,
     )
+    counts = {str(r[1]): int(r[3]) for r in rows if r[0] == 0}
+    heroes = [(str(r[1]), str(r[2])) for r in rows if r[0] == 1]
     active = [r[0] for r in heroes if r[1] in ("join", "invite")]
     return Summary(
         active or [r[0] for r in heroes],

@@ -138,6 +138,12 @@ async def select_recent(
     plain = not check and is_plain(filt) and not viewer.ignored
     picked: list[q.TimelineEvent] = []
     oldest_skipped = upto + 1
+    raised = False
+    if check and preread is None:
+        # Nothing before this can be visible: don't read it (but count it as left out).
+        floor = access.earliest_visible()
+        low = upto if floor is None else max(after, floor - 1)
+        raised, after = low > after, low
     if preread is not None:
         pages = _given(list(reversed(preread)))
     else:
@@ -156,7 +162,7 @@ async def select_recent(
     picked = picked[:limit]
     picked.reverse()
     start = picked[0].pos if picked else upto + 1
-    return Selected(picked, limited, limited or oldest_skipped < start)
+    return Selected(picked, limited, limited or raised or oldest_skipped < start)
 
 
 async def _given(rows: list[q.TimelineEvent]) -> AsyncIterator[list[q.TimelineEvent]]:
