@@ -66,10 +66,22 @@ class Service:
             total.merge(await self.ingestor.submit(source, raws[start : start + size]))
         return total
 
-    async def add_device(self, user_id: str, device_id: str, token: str | None = None) -> str:
-        """Register a device and return its access token."""
+    async def add_device(
+        self,
+        user_id: str,
+        device_id: str,
+        token: str | None = None,
+        *,
+        session_id: int | None = None,
+    ) -> str:
+        """Register a device and return its access token.
+
+        ``session_id`` is the homeserver's session of the device: events whose log
+        message carries ``transaction_id.session_id`` equal to it get their
+        ``unsigned.transaction_id`` when served to this device.
+        """
         token = token or new_token()
-        await self.engine.write(add_device, user_id, device_id, token)
+        await self.engine.write(add_device, user_id, device_id, token, session_id)
         return token
 
 

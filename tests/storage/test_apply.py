@@ -582,7 +582,10 @@ async def test_redacted_state_is_redacted_in_room_state(engine: Engine) -> None:
 
     from trio_sync.storage.rooms import state_at
 
-    state = {s.event_id: orjson.loads(s.json) for s in await engine.read(state_at, ROOM, applied.token.pdu)}
+    state = {
+        s.event_id: orjson.loads(s.json)
+        for s in await engine.read(state_at, ROOM, applied.token.pdu)
+    }
     assert state[name_id]["content"] == {}
     assert state[join_id]["content"] == {"membership": "join"}  # membership survives
 

@@ -19,7 +19,6 @@ from ..reads import members as m
 from ..reads import messages as msg
 from ..storage.accounts import Device
 from ..sync.timeline import Viewer
-from ..tokens import StreamToken
 from .responses import json_response
 
 if TYPE_CHECKING:
@@ -67,6 +66,7 @@ def add_room_routes(app: TrioSyncApp, prefix: str, authenticate: Authenticate) -
         filt = _filter()
         page = msg.Page(
             backwards=direction == "b",
+            start_token=start or None,
             start=msg.parse_boundary(start) if start else None,
             to=msg.parse_boundary(to) if to else None,
             limit=msg.parse_limit(request.args.get("limit"), 10),
@@ -99,7 +99,9 @@ def add_room_routes(app: TrioSyncApp, prefix: str, authenticate: Authenticate) -
     async def members(room_id: str) -> Response:
         device = await authenticate()
         at_text = request.args.get("at")
-        at = now() if not at_text else min(StreamToken.parse(at_text).pdu, now())
+        # ``at`` is a place between events (a next_batch or a prev_batch): the state
+        # just before it.
+        at = now() if not at_text else min(msg.parse_boundary(at_text) - 1, now())
         body = await service.engine.read(
             m.members,
             _viewer(device),

@@ -47,6 +47,8 @@ class Page:
     """The part of ``/messages`` that says which events to return."""
 
     backwards: bool
+    #: The ``from`` token as given (echoed as ``start``) and the boundary it names.
+    start_token: str | None
     start: int | None
     to: int | None
     limit: int
@@ -108,7 +110,7 @@ async def messages(
         )
     body: dict[str, Any] = {
         "chunk": [orjson.Fragment(viewer.serve(e, access)) for e in events],
-        "start": _boundary_token(start, events[0].depth if events else 0),
+        "start": page.start_token or _boundary_token(start, events[-1].depth if events else 0),
     }
     if more and events:
         last = events[-1]
@@ -175,7 +177,8 @@ async def context(
     members = None
     if filt.lazy_load_members:
         members = list(dict.fromkeys(e.sender for e in (*before, ev, *after)))
-    state = await q.state_at(conn, room_id, ev.pos, viewer.fmt, members=members)
+    # The spec's state for /context: the state at the last event returned.
+    state = await q.state_at(conn, room_id, last.pos, viewer.fmt, members=members)
     return {
         "event": orjson.Fragment(viewer.serve(ev, access)),
         "events_before": [orjson.Fragment(viewer.serve(e, access)) for e in before],

@@ -297,8 +297,9 @@ async def room_summary(conn: Conn, room_id: str, at: int, user_id: str) -> Summa
     joined or invited members by the position of their membership (or, when there are
     none, the first five other users who left)."""
     rows = await conn.fetch(
-        "SELECT 0, membership, membership, COUNT(*) FROM room_state WHERE room_id = $1 AND type = $2 "
-        "AND added_at <= $3 AND removed_at > $3 GROUP BY membership "
+        "SELECT 0, membership, membership, COUNT(*) FROM room_state "
+        "WHERE room_id = $1 AND type = $2 AND added_at <= $3 AND removed_at > $3 "
+        "GROUP BY membership "
         "UNION ALL SELECT * FROM (SELECT 1, state_key, membership, added_at FROM room_state "
         "WHERE room_id = $1 AND type = $2 AND added_at <= $3 AND removed_at > $3 "
         "AND state_key <> $4 AND membership IN ('join', 'invite', 'leave', 'ban') "

@@ -113,6 +113,9 @@ class Selected:
     #: Some event of the range older than the first one was left out (so state may have
     #: changed before the timeline without the timeline showing it).
     gap: bool
+    #: Some event between the first and the last one was left out (so state may have
+    #: changed inside the timeline without the timeline showing it).
+    hidden_within: bool
 
 
 async def select_recent(
@@ -138,6 +141,7 @@ async def select_recent(
     plain = not check and is_plain(filt) and not viewer.ignored
     picked: list[q.TimelineEvent] = []
     oldest_skipped = upto + 1
+    newest_skipped = 0
     raised = False
     if check and preread is None:
         # Nothing before this can be visible: don't read it (but count it as left out).
@@ -156,13 +160,19 @@ async def select_recent(
                     break
             else:
                 oldest_skipped = ev.pos
+                newest_skipped = max(newest_skipped, ev.pos)
         if len(picked) > limit:
             break
     limited = len(picked) > limit
     picked = picked[:limit]
     picked.reverse()
     start = picked[0].pos if picked else upto + 1
-    return Selected(picked, limited, limited or raised or oldest_skipped < start)
+    return Selected(
+        picked,
+        limited,
+        limited or raised or oldest_skipped < start,
+        bool(picked) and newest_skipped > start,
+    )
 
 
 async def _given(rows: list[q.TimelineEvent]) -> AsyncIterator[list[q.TimelineEvent]]:

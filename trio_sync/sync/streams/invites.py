@@ -67,4 +67,6 @@ class InviteStream:
             room_id = row[0]
             if ctx.filter.room.allows_room(room_id) and not resp.has_room(room_id):
                 events = [str(row[1])] if row[1] is not None else []
-                resp.leave[room_id] = JoinedRoom(RoomTimeline(events, False, str(ctx.now)), [])
+                resp.leave[room_id] = JoinedRoom(
+                    RoomTimeline(events, False, str(ctx.now)), [], ctx.state_field
+                )

@@ -90,9 +90,12 @@ async def room_section(
     if full_state:
         state = await q.state_at(conn, room_id, state_upto, fmt, members=lazy)
     elif ctx.state_after or chosen.gap:
-        state = await q.state_delta(conn, room_id, after, state_upto, fmt, members=lazy)
+        # Lazy loading still sends every membership change in the gap (spec).
+        state = await q.state_delta(conn, room_id, after, state_upto, fmt)
     else:
         state = []
+    if chosen.hidden_within and not ctx.state_after:
+        state += await _hidden_changes(conn, ctx, room_id, events, before, upto, lazy)
     if state and any(s.type == q.MEMBER for s in state):
         members_changed = True
     if members_changed:
@@ -120,6 +123,23 @@ async def room_section(
         state_field=ctx.state_field,
         summary=summary.to_json() if summary is not None else None,
     )
+
+
+async def _hidden_changes(
+    conn: Conn,
+    ctx: SyncContext,
+    room_id: str,
+    events: Sequence[q.TimelineEvent],
+    before: int,
+    upto: int,
+    lazy: list[str] | None,
+) -> list[q.StateEvent]:
+    """State changed inside the timeline's span by events it leaves out (hidden by history
+    visibility or the filter), for keys no timeline event sets: without them a client would
+    never learn of them."""
+    in_timeline = {(e.type, e.state_key) for e in events if e.state_key is not None}
+    changes = await q.state_delta(conn, room_id, before, upto, ctx.viewer.fmt, members=lazy)
+    return [s for s in changes if (s.type, s.state_key) not in in_timeline]
 
 
 async def _with_lazy_members(
