@@ -292,29 +292,49 @@ class Summary:
         }
 
 
-async def room_summary(conn: Conn, room_id: str, at: int, user_id: str) -> Summary:
-    """The room's summary as of ``at``: member counts, and as heroes the first five other
-    joined or invited members by the position of their membership (or, when there are
-    none, the first five other users who left)."""
+_HERO_ORDER = "CASE WHEN membership IN ('join', 'invite') THEN 0 ELSE 1 END, added_at"
+
+
+async def room_summaries(
+    conn: Conn, room_ids: Sequence[str], at: int, user_id: str
+) -> dict[str, Summary]:
+    """The summary of each of ``room_ids`` as of ``at``, in one query: member counts, and
+    as heroes the first five other joined or invited members by the position of their
+    membership (or, when there are none, the first five other users who left)."""
     rows = await conn.fetch(
-        "SELECT 0, membership, membership, COUNT(*) FROM room_state "
-        "WHERE room_id = $1 AND type = $2 AND added_at <= $3 AND removed_at > $3 "
-        "GROUP BY membership "
-        "UNION ALL SELECT * FROM (SELECT 1, state_key, membership, added_at FROM room_state "
-        "WHERE room_id = $1 AND type = $2 AND added_at <= $3 AND removed_at > $3 "
-        "AND state_key <> $4 AND membership IN ('join', 'invite', 'leave', 'ban') "
-        "ORDER BY CASE WHEN membership IN ('join', 'invite') THEN 0 ELSE 1 END, added_at "
-        "LIMIT 5) AS heroes",
-        room_id,
+        "SELECT room_id, 0, membership, membership, COUNT(*) FROM room_state "
+        "WHERE room_id = ANY($1) AND type = $2 AND added_at <= $3 AND removed_at > $3 "
+        "GROUP BY room_id, membership "
+        "UNION ALL SELECT room_id, 1, state_key, membership, n FROM ("
+        "SELECT room_id, state_key, membership, "
+        f"ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY {_HERO_ORDER}) AS n "
+        "FROM room_state WHERE room_id = ANY($1) AND type = $2 AND added_at <= $3 "
+        "AND removed_at > $3 AND state_key <> $4 "
+        "AND membership IN ('join', 'invite', 'leave', 'ban')) AS ranked WHERE n <= 5",
+        Array(list(room_ids)),
         MEMBER,
         at,
         user_id,
     )
-    counts = {str(r[1]): int(r[3]) for r in rows if r[0] == 0}
-    heroes = [(str(r[1]), str(r[2])) for r in rows if r[0] == 1]
-    active = [r[0] for r in heroes if r[1] in ("join", "invite")]
-    return Summary(
-        active or [r[0] for r in heroes],
-        int(counts.get("join", 0)),
-        int(counts.get("invite", 0)),
-    )
+    counts: dict[str, dict[str, int]] = {r: {} for r in room_ids}
+    heroes: dict[str, list[tuple[int, str, str]]] = {r: [] for r in room_ids}
+    for r in rows:
+        if r[1] == 0:
+            counts[r[0]][str(r[2])] = int(r[4])
+        else:
+            heroes[r[0]].append((int(r[4]), str(r[2]), str(r[3])))
+    out = {}
+    for room_id in room_ids:
+        ranked = [(user, m) for _, user, m in sorted(heroes[room_id])]
+        active = [user for user, m in ranked if m in ("join", "invite")]
+        out[room_id] = Summary(
+            active or [user for user, _ in ranked],
+            counts[room_id].get("join", 0),
+            counts[room_id].get("invite", 0),
+        )
+    return out
+
+
+async def room_summary(conn: Conn, room_id: str, at: int, user_id: str) -> Summary:
+    """The summary of one room as of ``at`` (see :func:`room_summaries`)."""
+    return (await room_summaries(conn, [room_id], at, user_id))[room_id]

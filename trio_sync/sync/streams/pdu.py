@@ -59,12 +59,13 @@ async def room_section(
     upto: int,
     full_state: bool,
     in_range: list[q.TimelineEvent] | None = None,
+    summary: q.Summary | None = None,
 ) -> JoinedRoom:
     """Timeline of events at ``after < p <= upto`` (newest ``limit`` the user may see) and
     the state that goes with it.
 
     ``in_range`` is every syncable event of the room in that range, when the caller has
-    already read them.
+    already read them; ``summary`` the room's summary at ``upto``, when it has read that.
     """
     viewer = ctx.viewer
     limit = ctx.filter.timeline_limit(10)
@@ -82,7 +83,6 @@ async def room_section(
     events, limited = chosen.events, chosen.limited
     before = (events[0].pos if events else upto + 1) - 1
     members_changed = full_state or any(e.type == q.MEMBER for e in events)
-    summary: q.Summary | None = None
     heroes: list[str] = []
     fmt = viewer.fmt
     lazy = _lazy_members(ctx, events, [])
@@ -98,8 +98,11 @@ async def room_section(
         state += await _hidden_changes(conn, ctx, room_id, events, before, upto, lazy)
     if state and any(s.type == q.MEMBER for s in state):
         members_changed = True
-    if members_changed:
+    if not members_changed:
+        summary = None
+    elif summary is None:
         summary = await q.room_summary(conn, room_id, upto, ctx.user_id)
+    if summary is not None:
         heroes = summary.heroes
     if lazy is not None:
         state = await _with_lazy_members(conn, ctx, room_id, state, events, heroes, state_upto)
@@ -234,10 +237,19 @@ class PduStream:
         if not ctx.filter.room.include_leave:
             mine = {r: m for r, m in mine.items() if m.membership not in ("leave", "ban")}
         access = await load_access(conn, ctx.user_id, mine, now)
+        joined = [r for r, m in mine.items() if m.membership == "join"]
+        summaries = await q.room_summaries(conn, joined, now, ctx.user_id) if joined else {}
         for room_id, m in mine.items():
             if m.membership == "join":
                 resp.join[room_id] = await room_section(
-                    conn, ctx, room_id, access[room_id], after=0, upto=now, full_state=True
+                    conn,
+                    ctx,
+                    room_id,
+                    access[room_id],
+                    after=0,
+                    upto=now,
+                    full_state=True,
+                    summary=summaries[room_id],
                 )
             elif m.membership == "knock":
                 resp.knock[room_id] = await knock_state(conn, m)
