@@ -50,12 +50,19 @@ async def test_versions(http: httpx.AsyncClient) -> None:
     assert all(isinstance(v, str) and v.startswith(("r0.", "v1.")) for v in body["versions"])
 
 
+def _without_activity_age(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` without ``last_active_ago``, which grows between two requests."""
+    for event in body.get("presence", {}).get("events", []):
+        event["content"].pop("last_active_ago", None)
+    return body
+
+
 async def test_r0_sync_is_the_same_as_v3(http: httpx.AsyncClient, alice: str) -> None:
     v3 = await sync(http, alice)
     r = await http.get("/_matrix/client/r0/sync", headers=auth(alice))
     assert r.status_code == 200
     nio_accepts(r.json())
-    assert r.json() == v3
+    assert _without_activity_age(r.json()) == _without_activity_age(v3)
     assert rooms_of(v3, "join") == {ROOM}
 
 
@@ -233,9 +240,10 @@ async def test_ingest_push_is_idempotent(
     assert again.json()["accepted"] == 0
     assert again.json()["duplicates"] == len(messages)
     assert again.json()["rejected"] == 0
-    assert again.json()["next_batch"] == first.json()["next_batch"]
+    # The sync in between moved only Alice's presence (she came online).
+    assert again.json()["next_batch"] == before["next_batch"]
     after = await sync(http, alice)
-    assert after == before
+    assert _without_activity_age(after) == _without_activity_age(before)
 
 
 async def test_ingest_push_as_json_array(

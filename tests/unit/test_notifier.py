@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 import trio.testing
 
 from trio_sync.ingest.apply import Applied
 from trio_sync.notifier import Notifier
 from trio_sync.tokens import StreamToken
+from trio_sync.typing_state import TypingState
 
 ALICE, BOB, CAROL = "@alice:x", "@bob:x", "@carol:x"
 ROOM = "!room:x"
+
+
+def make_notifier(*args: Any, **kwargs: Any) -> Notifier:
+    """A notifier whose typing positions start at 0, so tokens compare simply."""
+    return Notifier(*args, typing=TypingState(start=0), **kwargs)
 
 
 def event_in(room: str, pdu: int) -> Applied:
@@ -24,14 +32,14 @@ async def _wait_recording(
 
 
 async def test_waiter_behind_returns_at_once() -> None:
-    notifier = Notifier(StreamToken(pdu=10), {ROOM: {ALICE}})
+    notifier = make_notifier(StreamToken(pdu=10), {ROOM: {ALICE}})
     with trio.fail_after(1):
         token = await notifier.wait_for_update(ALICE, StreamToken(pdu=3))
     assert token == StreamToken(pdu=10)
 
 
 async def test_only_members_of_the_room_are_woken(autojump_clock: trio.testing.MockClock) -> None:
-    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}})
+    notifier = make_notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}})
     since = StreamToken(pdu=1)
     # Streams exist from an earlier sync: register them at the current position.
     for user in (ALICE, BOB, CAROL):
@@ -54,7 +62,7 @@ async def test_only_members_of_the_room_are_woken(autojump_clock: trio.testing.M
 
 
 async def test_timeout_is_a_cancel_scope(autojump_clock: trio.testing.MockClock) -> None:
-    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
+    notifier = make_notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
     with trio.move_on_after(0.01):
         await notifier.wait_for_update(ALICE, StreamToken(pdu=1))
     start = trio.current_time()
@@ -68,7 +76,7 @@ async def test_timeout_is_a_cancel_scope(autojump_clock: trio.testing.MockClock)
 async def test_membership_change_wakes_the_joining_user_and_members(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
+    notifier = make_notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
     since = StreamToken(pdu=1)
     for user in (ALICE, BOB):
         with trio.move_on_after(0.01):
@@ -95,7 +103,7 @@ async def test_membership_change_wakes_the_joining_user_and_members(
 
 
 async def test_invite_wakes_the_invitee(autojump_clock: trio.testing.MockClock) -> None:
-    notifier = Notifier(StreamToken(invite=1))
+    notifier = make_notifier(StreamToken(invite=1))
     with trio.move_on_after(0.01):
         await notifier.wait_for_update(CAROL, StreamToken(invite=1))
     got: list[StreamToken] = []
@@ -110,7 +118,7 @@ async def test_no_wake_up_lost_between_check_and_wait(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """An advance that lands before the waiter parks is seen when it checks."""
-    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
+    notifier = make_notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
     with trio.move_on_after(0.01):
         await notifier.wait_for_update(ALICE, StreamToken(pdu=1))
     await notifier.advance(event_in(ROOM, 2))
@@ -119,13 +127,13 @@ async def test_no_wake_up_lost_between_check_and_wait(
 
 
 async def test_unknown_user_with_old_token_is_answered_not_stranded() -> None:
-    notifier = Notifier(StreamToken(pdu=7))
+    notifier = make_notifier(StreamToken(pdu=7))
     with trio.fail_after(1):
         await notifier.wait_for_update("@new:x", StreamToken(pdu=5))
 
 
 async def test_close_answers_every_waiter(autojump_clock: trio.testing.MockClock) -> None:
-    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}})
+    notifier = make_notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}})
     for user in (ALICE, BOB):
         with trio.move_on_after(0.01):
             await notifier.wait_for_update(user, StreamToken(pdu=1))
@@ -143,7 +151,7 @@ async def test_close_answers_every_waiter(autojump_clock: trio.testing.MockClock
 async def test_streams_of_users_gone_quiet_are_dropped(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}}, idle_ttl=600)
+    notifier = make_notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}}, idle_ttl=600)
     for user in (ALICE, BOB):
         with trio.move_on_after(1):
             await notifier.wait_for_update(user, StreamToken(pdu=1))

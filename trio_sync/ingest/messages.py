@@ -13,9 +13,8 @@ from typing import Any
 
 import orjson
 
-
-class BadMessage(Exception):
-    """A log message that is malformed or inconsistent with what is stored."""
+from .bad_message import BadMessage as BadMessage
+from .user_messages import PARSERS, UserMessage, parse_user_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +121,7 @@ Message = (
     | RedactedEvent
     | PurgeRoom
     | Ignored
+    | UserMessage
 )
 
 
@@ -287,4 +287,6 @@ def parse_message(raw: bytes | str) -> Message:
         return _redacted_event(body)
     if kind == "purge_room":
         return PurgeRoom(_str(body, "RoomID", prefix="!"))
+    if kind in PARSERS:
+        return parse_user_message(kind, body)
     raise BadMessage(f"unknown message type {kind[:40]!r}")

@@ -4,6 +4,10 @@ The wait is the only place a request parks: a ``trio.move_on_after`` around
 :meth:`Notifier.wait_for_update`, so ``timeout`` is a cancel scope's deadline and a client
 that disconnects cancels the wait at once. Gathering is one storage read (one hop off the
 Trio loop, one snapshot) bounded by the token taken after the wait.
+
+Before the wait, the device's ``set_presence`` is recorded (a write only when it changed)
+and to-device messages the ``since`` acknowledges are deleted (a write only when some were
+sent before).
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from ..notifier import Notifier
 from ..storage import Conn, Engine
 from ..storage.accounts import Device, load_filter
 from ..tokens import StreamToken
+from .presence_tracker import PresenceTracker
 from .request import SyncRequest
 from .response import SyncContext, SyncResponse
 from .streams import PROVIDERS
+from .streams.to_device import ToDeviceAcks
 
 
 async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
@@ -34,9 +40,13 @@ async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
 class SyncHandler:
     """Answers ``/sync`` for authenticated devices."""
 
-    def __init__(self, engine: Engine, notifier: Notifier) -> None:
+    def __init__(
+        self, engine: Engine, notifier: Notifier, presence: PresenceTracker | None = None
+    ) -> None:
         self._engine = engine
         self._notifier = notifier
+        self.presence = presence
+        self._acks = ToDeviceAcks()
 
     async def resolve_filter(self, user_id: str, text: str | None) -> Filter:
         """The filter a request names: inline JSON (starts with ``{``) or a stored ID."""
@@ -64,21 +74,35 @@ class SyncHandler:
         Cancellation (client disconnect) ends the wait at once and leaves nothing behind.
         """
         filt = await self.resolve_filter(device.user_id, req.filter)
+        if self.presence is not None:
+            await self.presence.set_device(device, req.set_presence)
         since = req.since
+        await self._acks.acknowledge(self._engine, device, since)
         if since is None or req.full_state:
-            return await self._build(device, since, self._notifier.current, filt, req.full_state)
+            return await self._build(device, since, self._now(since), filt, req.full_state)
         deadline = trio.current_time() + req.timeout_ms / 1000
         wait_from = since
         while True:
             with trio.move_on_at(deadline):
-                await self._notifier.wait_for_update(device.user_id, wait_from)
-            now = self._notifier.current.union(since)
+                await self._notifier.wait_for_update(device.user_id, wait_from, device.device_id)
+            now = self._now(since)
             resp = await self._build(device, since, now, filt, False)
             if not resp.is_empty() or trio.current_time() >= deadline or self._notifier.closing:
                 return resp
             # Woken for something that turned out to hold nothing for this user: the
             # range since..now is known empty, so keep waiting from now.
             wait_from = now
+
+    def _now(self, since: StreamToken | None) -> StreamToken:
+        """The token to answer with: the current positions, never before ``since`` except
+        for a typing position of another process, which is replaced by this one's."""
+        current = self._notifier.current
+        if since is None:
+            return current
+        now = current.union(since)
+        if self._notifier.typing.is_stale(since.typing):
+            now = now.with_stream("typing", current.typing)
+        return now
 
     async def _build(
         self,
@@ -88,5 +112,17 @@ class SyncHandler:
         filt: Filter,
         full_state: bool,
     ) -> SyncResponse:
-        ctx = SyncContext(device.user_id, device.device_id, since, now, filt, full_state)
-        return await self._engine.read(_gather, ctx)
+        typing = self._notifier.typing
+        ctx = SyncContext(
+            device.user_id,
+            device.device_id,
+            since,
+            now,
+            filt,
+            full_state,
+            typing=typing.view,
+            typing_reset=since is not None and typing.is_stale(since.typing),
+        )
+        resp = await self._engine.read(_gather, ctx)
+        self._acks.sent(device, resp)
+        return resp
