@@ -8,9 +8,10 @@ import trio
 import trio.testing
 
 from trio_sync.ingest.apply import Applied
+from trio_sync.ingest.user_messages import TypingUpdate
 from trio_sync.notifier import Notifier
 from trio_sync.tokens import StreamToken
-from trio_sync.typing_state import TypingState
+from trio_sync.typing_state import TypingState, run_typing_expiry
 
 ALICE, BOB, CAROL = "@alice:x", "@bob:x", "@carol:x"
 ROOM = "!room:x"
@@ -176,3 +177,95 @@ async def test_streams_of_users_gone_quiet_are_dropped(
             Applied(token=StreamToken(pdu=3), memberships=[(ROOM, CAROL, "join")])
         )
     assert got == [StreamToken(pdu=3)]
+
+
+# --- the per-user streams -----------------------------------------------------------------
+
+
+async def test_to_device_wakes_only_the_target_device(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    notifier = make_notifier(StreamToken(to_device=1))
+    since = StreamToken(to_device=1)
+    with trio.move_on_after(0.01):
+        await notifier.wait_for_update(BOB, since, "B1")
+    done: list[str] = []
+
+    async def wait(device: str) -> None:
+        await notifier.wait_for_update(BOB, since, device)
+        done.append(device)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait, "B1")
+        nursery.start_soon(wait, "B2")
+        await trio.testing.wait_all_tasks_blocked()
+        await notifier.advance(Applied(token=StreamToken(to_device=2), devices={(BOB, "B1")}))
+        await trio.testing.wait_all_tasks_blocked()
+        assert done == ["B1"]
+        assert notifier.waiting() == 1
+        nursery.cancel_scope.cancel()
+    # The device that was sent to is answered at once while its message is not synced.
+    with trio.fail_after(1):
+        await notifier.wait_for_update(BOB, since, "B1")
+
+
+async def test_presence_and_key_changes_wake_everyone_sharing_a_room(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    notifier = make_notifier(StreamToken(presence=1), {ROOM: {ALICE, BOB}})
+    since = StreamToken(presence=1)
+    for user in (ALICE, BOB, CAROL):
+        with trio.move_on_after(0.01):
+            await notifier.wait_for_update(user, since)
+    got: dict[str, list[StreamToken]] = {ALICE: [], BOB: [], CAROL: []}
+    async with trio.open_nursery() as nursery:
+        for user in got:
+            nursery.start_soon(_wait_recording, notifier, user, since, got[user])
+        await trio.testing.wait_all_tasks_blocked()
+        await notifier.advance(Applied(token=StreamToken(presence=2), shared={ALICE}))
+        await trio.testing.wait_all_tasks_blocked()
+        assert got[ALICE] and got[BOB] and not got[CAROL]
+        nursery.cancel_scope.cancel()
+    assert notifier.sharing_a_room(ALICE) == {ALICE, BOB}
+    assert notifier.sharing_a_room(CAROL) == {CAROL}
+
+
+async def test_account_data_wakes_its_user_and_receipts_the_room(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    notifier = make_notifier(StreamToken(), {ROOM: {ALICE, BOB}})
+    for user in (ALICE, BOB, CAROL):
+        with trio.move_on_after(0.01):
+            await notifier.wait_for_update(user, StreamToken())
+    await notifier.advance(Applied(token=StreamToken(account_data=1), users={CAROL}))
+    await notifier.advance(Applied(token=StreamToken(receipt=1), ephemeral_rooms={ROOM}))
+    with trio.fail_after(1):
+        await notifier.wait_for_update(CAROL, StreamToken(receipt=1))
+        await notifier.wait_for_update(BOB, StreamToken(account_data=1))
+    with trio.move_on_after(5) as scope:
+        await notifier.wait_for_update(CAROL, StreamToken(account_data=1, receipt=1))
+    assert scope.cancelled_caught
+
+
+async def test_typing_moves_the_token_and_its_expiry_wakes_members(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    notifier = make_notifier(StreamToken(), {ROOM: {ALICE, BOB}})
+    with trio.move_on_after(0.01):
+        await notifier.wait_for_update(BOB, StreamToken())
+    typing = TypingUpdate(ROOM, ALICE, True, None)
+    await notifier.advance(Applied(typing=[typing]))
+    assert notifier.current.typing == 1
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_typing_expiry, notifier.typing, notifier.typing_expired)
+        start = trio.current_time()
+        token = await notifier.wait_for_update(BOB, StreamToken(typing=1))
+        assert trio.current_time() - start == 120  # the longest a notice lasts
+        assert token.typing == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_typing_position_of_another_process_answers_at_once() -> None:
+    notifier = make_notifier(StreamToken())
+    with trio.fail_after(1):
+        await notifier.wait_for_update(ALICE, StreamToken(typing=50))
