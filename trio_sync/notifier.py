@@ -70,6 +70,8 @@ class Notifier:
             for user_id in users:
                 self._rooms_of.setdefault(user_id, set()).add(room_id)
         self._closing = False
+        #: Moves whenever some device's one-time-key counts are written (for caches).
+        self.key_counts_epoch = 0
 
     @property
     def current(self) -> StreamToken:
@@ -100,6 +102,10 @@ class Notifier:
     def is_joined(self, room_id: str, user_id: str) -> bool:
         """Whether ``user_id`` is currently joined to ``room_id``."""
         return user_id in self._joined.get(room_id, ())
+
+    def rooms_of(self, user_id: str) -> frozenset[str]:
+        """The rooms ``user_id`` is currently joined to (as of :attr:`current`)."""
+        return frozenset(self._rooms_of.get(user_id, ()))
 
     def sharing_a_room(self, user_id: str) -> set[str]:
         """``user_id`` and every user currently joined to a room it is joined to."""
@@ -167,6 +173,8 @@ class Notifier:
         """
         if applied.typing:
             applied.ephemeral_rooms |= self.typing.apply(applied.typing)
+        if applied.key_counts:
+            self.key_counts_epoch += 1
         wake: set[str] = set()
         for room_id in applied.rooms | applied.ephemeral_rooms:
             wake |= self._joined.get(room_id, set())

@@ -130,3 +130,35 @@ async def test_keys_changes_needs_both_tokens(service: Service, http: httpx.Asyn
     assert err["errcode"] == "M_MISSING_PARAM"
     err = await call(http, "GET", f"/keys/changes?from=bad&to={token}", alice, status=400)
     assert err["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_key_counts_stay_current_in_responses_built_from_memory(
+    service: Service, http: httpx.AsyncClient, room: RoomLog
+) -> None:
+    """A typing-only response is built without storage, with cached key counts; a change
+    of the counts is still seen."""
+    alice = await service.add_device(ALICE, "A")
+    bob = await service.add_device(BOB, "B")
+    await sync(http, alice)
+    since = (await sync(http, bob))["next_batch"]
+
+    def counts(n: int) -> dict[str, Any]:
+        body = {"user_id": BOB, "device_id": "B", "one_time_key_counts": {"signed_curve25519": n}}
+        return {"type": "one_time_keys", "one_time_keys": body}
+
+    async def typing(state: bool) -> None:
+        path = f"/rooms/{ROOM}/typing/{ALICE}"
+        await call(http, "PUT", path, alice, {"typing": state, "timeout": 30000})
+
+    await service.ingest([counts(7)])
+    await typing(True)
+    body = await sync(http, bob, since=since)
+    assert body["device_one_time_keys_count"] == {"signed_curve25519": 7}
+    await typing(False)
+    body = await sync(http, bob, since=body["next_batch"])
+    assert body["rooms"]["join"][ROOM]["ephemeral"]["events"][0]["content"] == {"user_ids": []}
+    assert body["device_one_time_keys_count"] == {"signed_curve25519": 7}
+    await service.ingest([counts(3)])
+    await typing(True)
+    body = await sync(http, bob, since=body["next_batch"])
+    assert body["device_one_time_keys_count"] == {"signed_curve25519": 3}

@@ -74,6 +74,8 @@ class Applied:
     devices: set[tuple[str, str]] = field(default_factory=set)
     #: Typing changes, for the in-memory typing state once the batch is committed.
     typing: list[TypingUpdate] = field(default_factory=list)
+    #: How many devices' one-time-key counts were written.
+    key_counts: int = 0
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
@@ -90,6 +92,7 @@ class Applied:
         self.shared |= later.shared
         self.devices |= later.devices
         self.typing += later.typing
+        self.key_counts += later.key_counts
         self.accepted += later.accepted
         self.duplicates += later.duplicates
         self.rejected += later.rejected

@@ -79,6 +79,7 @@ async def apply_user_message(
             _json(message.counts),
             _json(list(message.fallback_key_types)),
         )
+        out.key_counts += 1
     elif isinstance(message, NotificationData):
         await conn.execute(
             "INSERT INTO unread_counts (user_id, room_id, thread_id, notification_count, "

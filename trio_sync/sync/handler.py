@@ -20,6 +20,7 @@ from ..notifier import Notifier
 from ..storage import Conn, Engine
 from ..storage.accounts import Device, load_filter
 from ..tokens import StreamToken
+from .memory_only import NO_STORAGE, KeyCountCache, StorageNeeded, only_typing_moved
 from .presence_tracker import PresenceTracker
 from .request import SyncRequest
 from .response import SyncContext, SyncResponse
@@ -47,6 +48,7 @@ class SyncHandler:
         self._notifier = notifier
         self.presence = presence
         self._acks = ToDeviceAcks()
+        self._key_counts = KeyCountCache()
 
     async def resolve_filter(self, user_id: str, text: str | None) -> Filter:
         """The filter a request names: inline JSON (starts with ``{``) or a stored ID."""
@@ -113,6 +115,11 @@ class SyncHandler:
         full_state: bool,
     ) -> SyncResponse:
         typing = self._notifier.typing
+        # Taken with ``now`` (no checkpoint in between), the in-memory joined rooms are
+        # those at ``now.pdu``; providers of room-scoped streams need not query them.
+        joined = [r for r in self._notifier.rooms_of(device.user_id) if filt.room.allows_room(r)]
+        epoch = self._notifier.key_counts_epoch
+        key_counts = self._key_counts.get(device, epoch)
         ctx = SyncContext(
             device.user_id,
             device.device_id,
@@ -122,7 +129,17 @@ class SyncHandler:
             full_state,
             typing=typing.view,
             typing_reset=since is not None and typing.is_stale(since.typing),
+            joined=sorted(joined),
+            key_counts=key_counts,
         )
-        resp = await self._engine.read(_gather, ctx)
+        resp = None
+        if since is not None and key_counts is not None and only_typing_moved(since, now):
+            try:
+                resp = await _gather(NO_STORAGE, ctx)
+            except StorageNeeded:
+                resp = None
+        if resp is None:
+            resp = await self._engine.read(_gather, ctx)
+        self._key_counts.put(device, epoch, resp)
         self._acks.sent(device, resp)
         return resp

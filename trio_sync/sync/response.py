@@ -16,6 +16,9 @@ from ..filters import Filter
 from ..tokens import StreamToken
 from ..typing_state import TypingView
 
+#: A device's ``(one-time-key counts, unused fallback key types)``; both None if unknown.
+KeyCounts = tuple[dict[str, int] | None, list[str] | None]
+
 
 def _fragments(events: list[str]) -> dict[str, Any]:
     return {"events": [orjson.Fragment(e) for e in events]}
@@ -37,6 +40,8 @@ class SyncContext:
     typing_reset: bool = False
     #: Rooms the user is joined to at ``now`` that the filter allows, once looked up.
     joined: list[str] | None = None
+    #: The device's one-time-key counts and fallback key types, when known without a query.
+    key_counts: KeyCounts | None = None
 
     @property
     def incremental(self) -> bool:

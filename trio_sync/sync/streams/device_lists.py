@@ -91,6 +91,9 @@ class DeviceListStream:
     """Key changes of users the syncing user shares rooms with, and its own key counts."""
 
     async def _counts(self, conn: Conn, ctx: SyncContext, resp: SyncResponse) -> None:
+        if ctx.key_counts is not None:
+            resp.one_time_keys_count, resp.unused_fallback_key_types = ctx.key_counts
+            return
         row = await conn.fetchrow(
             "SELECT one_time_key_counts, fallback_key_types FROM device_key_counts "
             "WHERE user_id = $1 AND device_id = $2",

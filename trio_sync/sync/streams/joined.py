@@ -14,7 +14,9 @@ from ..response import SyncContext
 async def joined_rooms(conn: Conn, ctx: SyncContext) -> list[str]:
     """Rooms ``ctx.user_id`` is joined to at ``ctx.now.pdu``, allowed by the room filter.
 
-    Read once per response (one query) and kept in ``ctx.joined`` for later providers.
+    The handler fills ``ctx.joined`` from the notifier's in-memory map when it takes the
+    response's token; otherwise it is read here once (one query) and kept for later
+    providers.
     """
     if ctx.joined is None:
         memberships = await memberships_at(conn, ctx.user_id, ctx.now.pdu)
