@@ -3,7 +3,8 @@
 The wire format is Dendrite's roomserver ``OutputEvent``: ``{"type": T, T: {...}}`` where the
 inner field names are exactly Dendrite's, including the Go field names it writes without
 JSON tags (``RedactedEventID``, ``RedactedBecause``, ``EventID``, ``RoomID`` ...). Anything
-that does not fit raises :class:`BadMessage`, which ingest records and skips.
+that does not fit raises :class:`BadMessage`, which ingest records and skips. The message
+types of the per-user streams are parsed in :mod:`.user_messages`.
 """
 
 from __future__ import annotations
