@@ -523,6 +523,27 @@ class Poll:
         return resp, time.perf_counter()
 
 
+async def bring_online(port: int, users: list[str], since: str, batch: int = 50) -> None:
+    """One sync per user before anything is timed: a device's first sync records it as
+    online, a presence change that wakes everyone sharing a room with it."""
+    for start in range(0, len(users), batch):
+        chunk = users[start : start + batch]
+        conns = await asyncio.gather(*(Http.open(port) for _ in chunk))
+        try:
+            resps = await asyncio.gather(
+                *(
+                    c.request("GET", sync_path(since, 0), token_for(u))
+                    for c, u in zip(conns, chunk, strict=True)
+                )
+            )
+        finally:
+            for c in conns:
+                c.close()
+        failed = [r.status for r in resps if r.status != 200]
+        if failed:
+            raise RuntimeError(f"sync failed while bringing users online: {failed[:5]}")
+
+
 async def fig_wake_and_memory(
     server: Server, c: Community, setup: PollSetup, sizes: Sizes, res: Result
 ) -> None:
@@ -530,6 +551,8 @@ async def fig_wake_and_memory(
     polls: list[Poll] = []
     pusher = await Http.open(port)
     try:
+        first = await pusher.request("GET", sync_path(), token_for(setup.idle_users[0]))
+        await bring_online(port, setup.idle_users, first.json()["next_batch"])
         first = await pusher.request("GET", sync_path(), token_for(setup.idle_users[0]))
         since = first.json()["next_batch"]
 

@@ -2,9 +2,9 @@
 
 ``open_service`` starts, in one nursery: storage (migrations applied), the notifier
 (positions and joined-members map loaded), the ingest task (and a followed log file if
-configured), then the HTTP server. Leaving the context stops it in reverse: HTTP stops
-accepting and drains (waiting long-polls are answered at once), then ingest is cancelled,
-then storage is closed.
+configured) and the typing-expiry task, then the HTTP server. Leaving the context stops
+it in reverse: HTTP stops accepting and drains (waiting long-polls are answered at once),
+then ingest is cancelled, then storage is closed.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from .storage import Engine, open_engine
 from .storage.accounts import add_device, new_token
 from .storage.rooms import joined_rooms_map
 from .sync.handler import SyncHandler
+from .sync.presence_tracker import PresenceTracker, Submit
+from .typing_state import run_typing_expiry
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,14 @@ class Service:
             for m in messages
         ]
         return await self.ingest_raw(raws, source="in-process")
+
+    async def client_write(self, messages: Sequence[Mapping[str, Any]]) -> Applied:
+        """Apply log messages built by client endpoints, as one batch (source ``client``).
+
+        Returns once they are committed (durable) and the clients that must see them
+        have been woken.
+        """
+        return await client_writer(self.ingestor)(messages)
 
     async def ingest_raw(self, raws: Sequence[bytes], source: str) -> Applied:
         """Apply raw log messages from ``source``, in batches of ``config.batch_size``."""
@@ -85,6 +95,15 @@ class Service:
         return token
 
 
+def client_writer(ingestor: Ingestor) -> Submit:
+    """Submits messages written by clients through the single ingest task."""
+
+    async def submit(messages: Sequence[Mapping[str, Any]]) -> Applied:
+        return await ingestor.submit("client", [orjson.dumps(m) for m in messages])
+
+    return submit
+
+
 def hypercorn_config(config: Config) -> HypercornConfig:
     hc = HypercornConfig()
     hc.bind = [config.listen or "127.0.0.1:0"]
@@ -109,7 +128,10 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
         async with trio.open_nursery() as nursery:
             ingestor = Ingestor(engine, notifier)
             await nursery.start(ingestor.run)
-            service = Service(config, engine, notifier, ingestor, SyncHandler(engine, notifier))
+            await nursery.start(run_typing_expiry, notifier.typing, notifier.typing_expired)
+            presence = PresenceTracker(client_writer(ingestor))
+            handler = SyncHandler(engine, notifier, presence)
+            service = Service(config, engine, notifier, ingestor, handler)
             service.app = create_app(service)
             if config.log:
                 await nursery.start(

@@ -109,13 +109,17 @@ def host_port(service: Service) -> tuple[str, int]:
     return url.hostname, url.port
 
 
+#: Fields that grow between two requests: ``unsigned.age`` and presence's ``last_active_ago``.
+_AGES = {"unsigned": "age", "content": "last_active_ago"}
+
+
 def without_age(body: Any) -> Any:
-    """``body`` with every ``unsigned.age`` removed (it differs between two requests)."""
+    """``body`` without the ages that differ between two requests (see :data:`_AGES`)."""
     if isinstance(body, dict):
         return {
             k: (
-                {uk: uv for uk, uv in v.items() if uk != "age"}
-                if k == "unsigned" and isinstance(v, dict)
+                {ik: iv for ik, iv in v.items() if ik != _AGES[k]}
+                if k in _AGES and isinstance(v, dict)
                 else without_age(v)
             )
             for k, v in body.items()

@@ -17,6 +17,7 @@ import httpx
 import orjson
 
 from trio_sync.roomlog import RoomLog, dumps_lines
+from trio_sync.storage.migrations import migration_files
 
 from ..conftest import nio_accepts
 
@@ -68,7 +69,8 @@ def community_log(path: Path) -> list[str]:
 def test_migrate_token_ingest_and_rerun(db_url: str, tmp_path: Path) -> None:
     migrated = run_cli("migrate", "--database", db_url)
     assert migrated.returncode == 0, migrated.stderr
-    assert "[1]" in migrated.stdout
+    versions = [version for version, _ in migration_files()]
+    assert f"applied migrations {versions}" in migrated.stdout
     assert "up to date" in run_cli("migrate", "--database", db_url).stdout
 
     token = run_cli("token", "add", ALICE, "PHONE", "--database", db_url, "--token", "tok-1")

@@ -16,7 +16,7 @@ import pytest
 from trio_sync import Service, StreamToken
 from trio_sync.roomlog import RoomLog
 
-from .conftest import ALICE, SERVER, event_id, state_ids, sync, timeline_ids
+from .conftest import ALICE, SERVER, event_id, state_ids, sync, timeline_ids, token_fields
 
 ROOM = f"!seed:{SERVER}"
 ORDER = ["A", "B", "C", "D", "1", "2", "3", "D'", "4", "D''", "5", "B'", "D'''", "D''''", "6"]
@@ -105,7 +105,7 @@ async def test_complete_sync_limit_1_has_current_state_before_last_event(
     state = labels_of(state_ids(body, "join", ROOM), labels)
     assert sorted(state) == sorted(["A", "B'", "C", "D''''"])
     assert len(state) == 4
-    assert body["next_batch"] == since(15)
+    assert token_fields(body["next_batch"])[0] == 15
 
 
 async def test_complete_sync_default_limit_is_ten(
@@ -126,7 +126,7 @@ async def test_since_15_has_nothing_new(
     token, _ = seeded
     body = await sync(http, token, since=since(15))
     assert "rooms" not in body or not body["rooms"].get("join")
-    assert body["next_batch"] == since(15)
+    assert token_fields(body["next_batch"])[0] == 15
 
 
 async def test_prev_batch_of_a_limited_timeline_differs_from_next_batch(

@@ -25,6 +25,15 @@ TABLES = (
     "ingest_rejects",
     "devices",
     "filters",
+    "account_data",
+    "receipts",
+    "device_inbox",
+    "device_txns",
+    "key_changes",
+    "device_key_counts",
+    "unread_counts",
+    "presence",
+    "device_presence",
 )
 
 
@@ -67,9 +76,8 @@ async def test_migrate_command_finds_the_sql_files_from_any_directory(
 
 
 async def test_fresh_database_gets_the_whole_schema(engine: Engine) -> None:
-    latest = migration_files()[-1][0]
     versions = await _versions(engine)
-    assert [v for v, _ in versions] == list(range(1, latest + 1))
+    assert [v for v, _ in versions] == [v for v, _ in migration_files()]
     assert all(applied_at > 1_600_000_000_000 for _, applied_at in versions)  # milliseconds
     for table in TABLES:
         assert await _table_exists(engine, table), table

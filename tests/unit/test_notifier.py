@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 import trio.testing
 
 from trio_sync.ingest.apply import Applied
+from trio_sync.ingest.user_messages import TypingUpdate
 from trio_sync.notifier import Notifier
 from trio_sync.tokens import StreamToken
+from trio_sync.typing_state import TypingState, run_typing_expiry
 
 ALICE, BOB, CAROL = "@alice:x", "@bob:x", "@carol:x"
 ROOM = "!room:x"
+
+
+def make_notifier(*args: Any, **kwargs: Any) -> Notifier:
+    """A notifier whose typing positions start at 0, so tokens compare simply."""
+    return Notifier(*args, typing=TypingState(start=0), **kwargs)
 
 
 def event_in(room: str, pdu: int) -> Applied:
@@ -24,14 +33,14 @@ async def _wait_recording(
 
 
 async def test_waiter_behind_returns_at_once() -> None:
-    notifier = Notifier(StreamToken(pdu=10), {ROOM: {ALICE}})
+    notifier = make_notifier(StreamToken(pdu=10), {ROOM: {ALICE}})
     with trio.fail_after(1):
         token = await notifier.wait_for_update(ALICE, StreamToken(pdu=3))
     assert token == StreamToken(pdu=10)
 
 
 async def test_only_members_of_the_room_are_woken(autojump_clock: trio.testing.MockClock) -> None:
-    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}})
+    notifier = make_notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}})
     since = StreamToken(pdu=1)
     # Streams exist from an earlier sync: register them at the current position.
     for user in (ALICE, BOB, CAROL):
@@ -54,7 +63,7 @@ async def test_only_members_of_the_room_are_woken(autojump_clock: trio.testing.M
 
 
 async def test_timeout_is_a_cancel_scope(autojump_clock: trio.testing.MockClock) -> None:
-    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
+    notifier = make_notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
     with trio.move_on_after(0.01):
         await notifier.wait_for_update(ALICE, StreamToken(pdu=1))
     start = trio.current_time()
@@ -68,7 +77,7 @@ async def test_timeout_is_a_cancel_scope(autojump_clock: trio.testing.MockClock)
 async def test_membership_change_wakes_the_joining_user_and_members(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
+    notifier = make_notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
     since = StreamToken(pdu=1)
     for user in (ALICE, BOB):
         with trio.move_on_after(0.01):
@@ -95,7 +104,7 @@ async def test_membership_change_wakes_the_joining_user_and_members(
 
 
 async def test_invite_wakes_the_invitee(autojump_clock: trio.testing.MockClock) -> None:
-    notifier = Notifier(StreamToken(invite=1))
+    notifier = make_notifier(StreamToken(invite=1))
     with trio.move_on_after(0.01):
         await notifier.wait_for_update(CAROL, StreamToken(invite=1))
     got: list[StreamToken] = []
@@ -110,7 +119,7 @@ async def test_no_wake_up_lost_between_check_and_wait(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """An advance that lands before the waiter parks is seen when it checks."""
-    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
+    notifier = make_notifier(StreamToken(pdu=1), {ROOM: {ALICE}})
     with trio.move_on_after(0.01):
         await notifier.wait_for_update(ALICE, StreamToken(pdu=1))
     await notifier.advance(event_in(ROOM, 2))
@@ -119,13 +128,13 @@ async def test_no_wake_up_lost_between_check_and_wait(
 
 
 async def test_unknown_user_with_old_token_is_answered_not_stranded() -> None:
-    notifier = Notifier(StreamToken(pdu=7))
+    notifier = make_notifier(StreamToken(pdu=7))
     with trio.fail_after(1):
         await notifier.wait_for_update("@new:x", StreamToken(pdu=5))
 
 
 async def test_close_answers_every_waiter(autojump_clock: trio.testing.MockClock) -> None:
-    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}})
+    notifier = make_notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}})
     for user in (ALICE, BOB):
         with trio.move_on_after(0.01):
             await notifier.wait_for_update(user, StreamToken(pdu=1))
@@ -143,7 +152,7 @@ async def test_close_answers_every_waiter(autojump_clock: trio.testing.MockClock
 async def test_streams_of_users_gone_quiet_are_dropped(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    notifier = Notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}}, idle_ttl=600)
+    notifier = make_notifier(StreamToken(pdu=1), {ROOM: {ALICE, BOB}}, idle_ttl=600)
     for user in (ALICE, BOB):
         with trio.move_on_after(1):
             await notifier.wait_for_update(user, StreamToken(pdu=1))
@@ -168,3 +177,95 @@ async def test_streams_of_users_gone_quiet_are_dropped(
             Applied(token=StreamToken(pdu=3), memberships=[(ROOM, CAROL, "join")])
         )
     assert got == [StreamToken(pdu=3)]
+
+
+# --- the per-user streams -----------------------------------------------------------------
+
+
+async def test_to_device_wakes_only_the_target_device(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    notifier = make_notifier(StreamToken(to_device=1))
+    since = StreamToken(to_device=1)
+    with trio.move_on_after(0.01):
+        await notifier.wait_for_update(BOB, since, "B1")
+    done: list[str] = []
+
+    async def wait(device: str) -> None:
+        await notifier.wait_for_update(BOB, since, device)
+        done.append(device)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait, "B1")
+        nursery.start_soon(wait, "B2")
+        await trio.testing.wait_all_tasks_blocked()
+        await notifier.advance(Applied(token=StreamToken(to_device=2), devices={(BOB, "B1")}))
+        await trio.testing.wait_all_tasks_blocked()
+        assert done == ["B1"]
+        assert notifier.waiting() == 1
+        nursery.cancel_scope.cancel()
+    # The device that was sent to is answered at once while its message is not synced.
+    with trio.fail_after(1):
+        await notifier.wait_for_update(BOB, since, "B1")
+
+
+async def test_presence_and_key_changes_wake_everyone_sharing_a_room(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    notifier = make_notifier(StreamToken(presence=1), {ROOM: {ALICE, BOB}})
+    since = StreamToken(presence=1)
+    for user in (ALICE, BOB, CAROL):
+        with trio.move_on_after(0.01):
+            await notifier.wait_for_update(user, since)
+    got: dict[str, list[StreamToken]] = {ALICE: [], BOB: [], CAROL: []}
+    async with trio.open_nursery() as nursery:
+        for user in got:
+            nursery.start_soon(_wait_recording, notifier, user, since, got[user])
+        await trio.testing.wait_all_tasks_blocked()
+        await notifier.advance(Applied(token=StreamToken(presence=2), shared={ALICE}))
+        await trio.testing.wait_all_tasks_blocked()
+        assert got[ALICE] and got[BOB] and not got[CAROL]
+        nursery.cancel_scope.cancel()
+    assert notifier.sharing_a_room(ALICE) == {ALICE, BOB}
+    assert notifier.sharing_a_room(CAROL) == {CAROL}
+
+
+async def test_account_data_wakes_its_user_and_receipts_the_room(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    notifier = make_notifier(StreamToken(), {ROOM: {ALICE, BOB}})
+    for user in (ALICE, BOB, CAROL):
+        with trio.move_on_after(0.01):
+            await notifier.wait_for_update(user, StreamToken())
+    await notifier.advance(Applied(token=StreamToken(account_data=1), users={CAROL}))
+    await notifier.advance(Applied(token=StreamToken(receipt=1), ephemeral_rooms={ROOM}))
+    with trio.fail_after(1):
+        await notifier.wait_for_update(CAROL, StreamToken(receipt=1))
+        await notifier.wait_for_update(BOB, StreamToken(account_data=1))
+    with trio.move_on_after(5) as scope:
+        await notifier.wait_for_update(CAROL, StreamToken(account_data=1, receipt=1))
+    assert scope.cancelled_caught
+
+
+async def test_typing_moves_the_token_and_its_expiry_wakes_members(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    notifier = make_notifier(StreamToken(), {ROOM: {ALICE, BOB}})
+    with trio.move_on_after(0.01):
+        await notifier.wait_for_update(BOB, StreamToken())
+    typing = TypingUpdate(ROOM, ALICE, True, None)
+    await notifier.advance(Applied(typing=[typing]))
+    assert notifier.current.typing == 1
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_typing_expiry, notifier.typing, notifier.typing_expired)
+        start = trio.current_time()
+        token = await notifier.wait_for_update(BOB, StreamToken(typing=1))
+        assert trio.current_time() - start == 120  # the longest a notice lasts
+        assert token.typing == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_typing_position_of_another_process_answers_at_once() -> None:
+    notifier = make_notifier(StreamToken())
+    with trio.fail_after(1):
+        await notifier.wait_for_update(ALICE, StreamToken(typing=50))

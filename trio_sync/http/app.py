@@ -19,11 +19,13 @@ from ..errors import MatrixError, bad_json, forbidden, not_json
 from ..filters import parse_filter
 from ..storage.accounts import Device, store_filter
 from ..sync.request import parse_sync_request
-from . import auth
+from . import account_data, ephemeral, keys, presence, to_device
 from .asgi import shield_final_send
-from .auth import token_from
+from .common import CLIENT_PREFIXES, json_response
+from .common import authenticate as authenticate_request
+from .common import request_body as _body
+from .common import request_json as _request_json
 from .connection import LeanHTTPConnection
-from .responses import json_response
 from .rooms import add_room_routes
 from .sync_endpoint import CORS_HEADERS, is_sync_request, serve_sync
 
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
 SPEC_VERSIONS = [f"v1.{n}" for n in range(1, 20)]
 #: Unstable features served: MSC4222 (`state_after`, also stable since v1.16).
 UNSTABLE = {"org.matrix.msc4222": True}
@@ -44,19 +45,6 @@ _HTTP_ERRORS = {
     405: ("M_UNRECOGNIZED", "Method not allowed"),
     413: ("M_TOO_LARGE", "Request too large"),
 }
-
-
-async def _body() -> bytes:
-    data = await request.get_data(as_text=False)
-    return data if isinstance(data, bytes) else data.encode()
-
-
-async def _request_json() -> Any:
-    raw = await _body()
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise not_json() from None
 
 
 class TrioSyncApp(QuartTrio):
@@ -84,8 +72,7 @@ def create_app(service: Service) -> TrioSyncApp:
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
 
     async def authenticate() -> Device:
-        token = token_from(request.headers.get("Authorization"), request.args.get("access_token"))
-        return await auth.authenticate(service.engine, token)
+        return await authenticate_request(service)
 
     def own_user(device: Device, user_id: str) -> None:
         if device.user_id != user_id:
@@ -148,6 +135,9 @@ def create_app(service: Service) -> TrioSyncApp:
             own_user(device, user_id)
             filt = await service.sync.stored_filter(user_id, filter_id)
             return json_response(filt.to_json())
+
+    for routes in (account_data, ephemeral, presence, to_device, keys):
+        routes.add_routes(app, service)
 
     @app.post("/_trio_sync/v1/ingest")
     async def ingest_push() -> Response:

@@ -19,7 +19,7 @@ from ..reads import members as m
 from ..reads import messages as msg
 from ..storage.accounts import Device
 from ..sync.timeline import Viewer
-from .responses import json_response
+from .common import json_response, room_id_param
 
 if TYPE_CHECKING:
     from .app import TrioSyncApp
@@ -34,12 +34,6 @@ def _filter() -> RoomEventFilter:
 
 def _viewer(device: Device) -> Viewer:
     return Viewer(device.user_id, session_id=device.session_id, now_ms=int(time.time() * 1000))
-
-
-def _room_id(room_id: str) -> str:
-    if not room_id.startswith("!") or ":" not in room_id:
-        raise invalid_param(f"Not a room ID: {room_id[:100]!r}")
-    return room_id
 
 
 def _membership_arg(name: str) -> str | None:
@@ -73,7 +67,7 @@ def add_room_routes(app: TrioSyncApp, prefix: str, authenticate: Authenticate) -
             filter=filt,
         )
         body = await service.engine.read(
-            msg.messages, _viewer(device), _room_id(room_id), page, now()
+            msg.messages, _viewer(device), room_id_param(room_id), page, now()
         )
         return json_response(body)
 
@@ -83,7 +77,7 @@ def add_room_routes(app: TrioSyncApp, prefix: str, authenticate: Authenticate) -
         filt = _filter()
         limit = msg.parse_limit(request.args.get("limit"), 10)
         body = await service.engine.read(
-            msg.context, _viewer(device), _room_id(room_id), event_id, limit, filt, now()
+            msg.context, _viewer(device), room_id_param(room_id), event_id, limit, filt, now()
         )
         return json_response(body)
 
@@ -91,7 +85,7 @@ def add_room_routes(app: TrioSyncApp, prefix: str, authenticate: Authenticate) -
     async def event(room_id: str, event_id: str) -> Response:
         device = await authenticate()
         body = await service.engine.read(
-            msg.event, _viewer(device), _room_id(room_id), event_id, now()
+            msg.event, _viewer(device), room_id_param(room_id), event_id, now()
         )
         return json_response(body)
 
@@ -105,7 +99,7 @@ def add_room_routes(app: TrioSyncApp, prefix: str, authenticate: Authenticate) -
         body = await service.engine.read(
             m.members,
             _viewer(device),
-            _room_id(room_id),
+            room_id_param(room_id),
             at,
             _membership_arg("membership"),
             _membership_arg("not_membership"),
@@ -115,7 +109,9 @@ def add_room_routes(app: TrioSyncApp, prefix: str, authenticate: Authenticate) -
     @app.get(f"{prefix}/rooms/<room_id>/joined_members", endpoint=f"joined_members{prefix}")
     async def joined_members(room_id: str) -> Response:
         device = await authenticate()
-        body = await service.engine.read(m.joined_members, device.user_id, _room_id(room_id), now())
+        body = await service.engine.read(
+            m.joined_members, device.user_id, room_id_param(room_id), now()
+        )
         return json_response(body)
 
     @app.get(f"{prefix}/joined_rooms", endpoint=f"joined_rooms{prefix}")

@@ -31,6 +31,8 @@ from .messages import (
     RedactedEvent,
     RetireInviteEvent,
 )
+from .user_apply import apply_user_message
+from .user_messages import TypingUpdate
 
 #: State that travels with an invite so the invitee can render the room (spec: stripped state).
 STRIPPED_STATE_TYPES = STRIPPED_TYPES
@@ -55,6 +57,18 @@ class Applied:
     memberships: list[tuple[str, str, str]] = field(default_factory=list)
     invited: set[str] = field(default_factory=set)
     purged: set[str] = field(default_factory=set)
+    #: Users whose own data changed (account data, unread counts, private receipts).
+    users: set[str] = field(default_factory=set)
+    #: Rooms whose joined members see the change (receipts, typing).
+    ephemeral_rooms: set[str] = field(default_factory=set)
+    #: Users whose change (presence, device keys) everyone sharing a room with them sees.
+    shared: set[str] = field(default_factory=set)
+    #: (user_id, device_id) with new to-device messages: only that device is woken.
+    devices: set[tuple[str, str]] = field(default_factory=set)
+    #: Typing changes, for the in-memory typing state once the batch is committed.
+    typing: list[TypingUpdate] = field(default_factory=list)
+    #: How many devices' one-time-key counts were written.
+    key_counts: int = 0
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
@@ -66,6 +80,12 @@ class Applied:
         self.memberships += later.memberships
         self.invited |= later.invited
         self.purged |= later.purged
+        self.users |= later.users
+        self.ephemeral_rooms |= later.ephemeral_rooms
+        self.shared |= later.shared
+        self.devices |= later.devices
+        self.typing += later.typing
+        self.key_counts += later.key_counts
         self.accepted += later.accepted
         self.duplicates += later.duplicates
         self.rejected += later.rejected
@@ -197,6 +217,8 @@ async def _apply(conn: Conn, pos: _Positions, out: Applied, message: Message) ->
         await _purge(conn, out, message.room_id)
     elif isinstance(message, Ignored):
         out.accepted += 1
+    else:
+        await apply_user_message(conn, pos, out, message)
 
 
 _INSERT_EVENT = (

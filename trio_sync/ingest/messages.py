@@ -3,7 +3,8 @@
 The wire format is Dendrite's roomserver ``OutputEvent``: ``{"type": T, T: {...}}`` where the
 inner field names are exactly Dendrite's, including the Go field names it writes without
 JSON tags (``RedactedEventID``, ``RedactedBecause``, ``EventID``, ``RoomID`` ...). Anything
-that does not fit raises :class:`BadMessage`, which ingest records and skips.
+that does not fit raises :class:`BadMessage`, which ingest records and skips. The message
+types of the per-user streams are parsed in :mod:`.user_messages`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from typing import Any
 
 import orjson
 
-
-class BadMessage(Exception):
-    """A log message that is malformed or inconsistent with what is stored."""
+from .bad_message import BadMessage as BadMessage
+from .user_messages import PARSERS, UserMessage, parse_user_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +122,7 @@ Message = (
     | RedactedEvent
     | PurgeRoom
     | Ignored
+    | UserMessage
 )
 
 
@@ -287,4 +288,6 @@ def parse_message(raw: bytes | str) -> Message:
         return _redacted_event(body)
     if kind == "purge_room":
         return PurgeRoom(_str(body, "RoomID", prefix="!"))
+    if kind in PARSERS:
+        return parse_user_message(kind, body)
     raise BadMessage(f"unknown message type {kind[:40]!r}")

@@ -22,6 +22,7 @@ from ..storage import Conn, Engine
 from ..tokens import StreamToken
 from .apply import Applied, Item, apply_batch
 from .messages import BadMessage, parse_message
+from .user_messages import TypingUpdate
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,13 @@ class Ingestor:
                 job.done.set()
 
     async def _apply(self, job: _Job) -> Applied:
+        typing = [i.message for i in job.items if isinstance(i.message, TypingUpdate)]
+        if job.items and len(typing) == len(job.items) and job.end_offset is None:
+            # Typing is kept in memory only: nothing to write.
+            applied = Applied(typing=typing, accepted=len(typing))
+            applied.token = self.notifier.current
+            await self.notifier.advance(applied)
+            return applied
         try:
             applied = await self.engine.write(apply_batch, job.source, job.items, job.end_offset)
         except StorageError as exc:

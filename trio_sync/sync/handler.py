@@ -4,6 +4,10 @@ The wait is the only place a request parks: a ``trio.move_on_after`` around
 :meth:`Notifier.wait_for_update`, so ``timeout`` is a cancel scope's deadline and a client
 that disconnects cancels the wait at once. Gathering is one storage read (one hop off the
 Trio loop, one snapshot) bounded by the token taken after the wait.
+
+Before the wait, the device's ``set_presence`` is recorded (a write only when it changed)
+and to-device messages the ``since`` acknowledges are deleted (a write only when some were
+sent before).
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from ..notifier import Notifier
 from ..storage import Conn, Engine
 from ..storage.accounts import Device, load_filter
 from ..tokens import StreamToken
+from .memory_only import NO_STORAGE, KeyCountCache, StorageNeeded, only_typing_moved
+from .presence_tracker import PresenceTracker
 from .request import SyncRequest
 from .response import SyncContext, SyncResponse
 from .streams import PROVIDERS
+from .streams.to_device import ToDeviceAcks
 from .timeline import Viewer
 
 #: How many devices' lazy-loading memory is kept (least recently syncing dropped first).
@@ -28,7 +35,7 @@ LAZY_CACHE_DEVICES = 10_000
 
 
 async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
-    resp = SyncResponse(next_batch=ctx.now)
+    resp = SyncResponse(next_batch=ctx.now, state_field=ctx.state_field)
     for provider in PROVIDERS:
         if ctx.since is None:
             await provider.complete(conn, ctx, resp)
@@ -40,9 +47,14 @@ async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
 class SyncHandler:
     """Answers ``/sync`` for authenticated devices."""
 
-    def __init__(self, engine: Engine, notifier: Notifier) -> None:
+    def __init__(
+        self, engine: Engine, notifier: Notifier, presence: PresenceTracker | None = None
+    ) -> None:
         self._engine = engine
         self._notifier = notifier
+        self.presence = presence
+        self._acks = ToDeviceAcks()
+        self._key_counts = KeyCountCache()
         self._lazy_cache: dict[tuple[str, str], dict[str, dict[str, tuple[str, int]]]] = {}
 
     async def resolve_filter(self, user_id: str, text: str | None) -> Filter:
@@ -71,21 +83,35 @@ class SyncHandler:
         Cancellation (client disconnect) ends the wait at once and leaves nothing behind.
         """
         filt = await self.resolve_filter(device.user_id, req.filter)
+        if self.presence is not None:
+            await self.presence.set_device(device, req.set_presence)
         since = req.since
+        await self._acks.acknowledge(self._engine, device, since)
         if since is None or req.full_state:
-            return await self._build(device, req, since, self._notifier.current, filt)
+            return await self._build(device, req, since, self._now(since), filt)
         deadline = trio.current_time() + req.timeout_ms / 1000
         wait_from = since
         while True:
             with trio.move_on_at(deadline):
-                await self._notifier.wait_for_update(device.user_id, wait_from)
-            now = self._notifier.current.union(since)
+                await self._notifier.wait_for_update(device.user_id, wait_from, device.device_id)
+            now = self._now(since)
             resp = await self._build(device, req, since, now, filt)
             if not resp.is_empty() or trio.current_time() >= deadline or self._notifier.closing:
                 return resp
             # Woken for something that turned out to hold nothing for this user: the
             # range since..now is known empty, so keep waiting from now.
             wait_from = now
+
+    def _now(self, since: StreamToken | None) -> StreamToken:
+        """The token to answer with: the current positions, never before ``since`` except
+        for a typing position of another process, which is replaced by this one's."""
+        current = self._notifier.current
+        if since is None:
+            return current
+        now = current.union(since)
+        if self._notifier.typing.is_stale(since.typing):
+            now = now.with_stream("typing", current.typing)
+        return now
 
     async def _build(
         self,
@@ -95,14 +121,12 @@ class SyncHandler:
         now: StreamToken,
         filt: Filter,
     ) -> SyncResponse:
-        viewer = Viewer(
-            device.user_id,
-            session_id=device.session_id,
-            fmt=filt.event_format,
-            fields=filt.event_fields,
-            now_ms=int(time.time() * 1000),
-        )
-        lazy = filt.room.state.lazy_load_members
+        typing = self._notifier.typing
+        # Taken with ``now`` (no checkpoint in between), the in-memory joined rooms are
+        # those at ``now.pdu``; providers of room-scoped streams need not query them.
+        joined = [r for r in self._notifier.rooms_of(device.user_id) if filt.room.allows_room(r)]
+        epoch = self._notifier.key_counts_epoch
+        key_counts = self._key_counts.get(device, epoch)
         ctx = SyncContext(
             device.user_id,
             device.device_id,
@@ -110,11 +134,31 @@ class SyncHandler:
             now,
             filt,
             req.full_state,
-            viewer=viewer,
+            viewer=Viewer(
+                device.user_id,
+                session_id=device.session_id,
+                fmt=filt.event_format,
+                fields=filt.event_fields,
+                now_ms=int(time.time() * 1000),
+            ),
             state_field=req.state_field,
-            sent_members=self._sent_members(device) if lazy else None,
+            sent_members=self._sent_members(device) if filt.room.state.lazy_load_members else None,
+            typing=typing.view,
+            typing_reset=since is not None and typing.is_stale(since.typing),
+            joined=sorted(joined),
+            key_counts=key_counts,
         )
-        return await self._engine.read(_gather, ctx)
+        resp = None
+        if since is not None and key_counts is not None and only_typing_moved(since, now):
+            try:
+                resp = await _gather(NO_STORAGE, ctx)
+            except StorageNeeded:
+                resp = None
+        if resp is None:
+            resp = await self._engine.read(_gather, ctx)
+        self._key_counts.put(device, epoch, resp)
+        self._acks.sent(device, resp)
+        return resp
 
     def _sent_members(self, device: Device) -> dict[str, dict[str, tuple[str, int]]]:
         """The lazy-loaded member events this device has been sent, with the PDU position

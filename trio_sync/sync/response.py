@@ -7,13 +7,22 @@ Stored events are already serialised in client format; they go into the body as
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 
 from ..filters import Filter
 from ..tokens import StreamToken
+from ..typing_state import TypingView
 from .timeline import Viewer
+
+#: A device's ``(one-time-key counts, unused fallback key types)``; both None if unknown.
+KeyCounts = tuple[dict[str, int] | None, list[str] | None]
+
+
+def _fragments(events: list[str]) -> dict[str, Any]:
+    return {"events": [orjson.Fragment(e) for e in events]}
 
 
 @dataclass(slots=True)
@@ -34,6 +43,14 @@ class SyncContext:
     #: position of the response that carried it). One counts as known to the client only
     #: when that position is not after ``since`` (a retried request gets it again).
     sent_members: dict[str, dict[str, tuple[str, int]]] | None = None
+    #: The typing state when the response's token was taken.
+    typing: TypingView = field(default_factory=lambda: MappingProxyType({}))
+    #: ``since`` holds a typing position of another process: send the typing state whole.
+    typing_reset: bool = False
+    #: Rooms the user is joined to at ``now`` that the filter allows, once looked up.
+    joined: list[str] | None = None
+    #: The device's one-time-key counts and fallback key types, when known without a query.
+    key_counts: KeyCounts | None = None
 
     @property
     def state_after(self) -> bool:
@@ -65,15 +82,29 @@ class JoinedRoom:
     #: ``state``, ``state_after`` or ``org.matrix.msc4222.state_after``.
     state_field: str = "state"
     summary: dict[str, Any] | None = None
+    ephemeral: list[str] = field(default_factory=list)
+    account_data: list[str] = field(default_factory=list)
+    #: ``{"notification_count", "highlight_count"}`` when sent.
+    unread: dict[str, int] | None = None
+    #: thread root event ID -> counts, when the filter asks for them.
+    unread_threads: dict[str, dict[str, int]] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
+        out: dict[str, Any] = {
             "timeline": self.timeline.to_json(),
-            self.state_field: {"events": [orjson.Fragment(e) for e in self.state]},
+            self.state_field: _fragments(self.state),
         }
         if self.summary is not None:
-            body["summary"] = self.summary
-        return body
+            out["summary"] = self.summary
+        if self.ephemeral:
+            out["ephemeral"] = _fragments(self.ephemeral)
+        if self.account_data:
+            out["account_data"] = _fragments(self.account_data)
+        if self.unread is not None:
+            out["unread_notifications"] = self.unread
+        if self.unread_threads is not None:
+            out["unread_thread_notifications"] = self.unread_threads
+        return out
 
 
 @dataclass(slots=True)
@@ -85,6 +116,16 @@ class SyncResponse:
     leave: dict[str, JoinedRoom] = field(default_factory=dict)
     invite: dict[str, list[str]] = field(default_factory=dict)
     knock: dict[str, list[str]] = field(default_factory=dict)
+    #: Where joined rooms put their state (see :attr:`SyncContext.state_field`).
+    state_field: str = "state"
+    account_data: list[str] = field(default_factory=list)
+    presence: list[str] = field(default_factory=list)
+    to_device: list[str] = field(default_factory=list)
+    device_lists_changed: list[str] = field(default_factory=list)
+    device_lists_left: list[str] = field(default_factory=list)
+    #: Current key counts of the syncing device (sent whenever known; not news by itself).
+    one_time_keys_count: dict[str, int] | None = None
+    unused_fallback_key_types: list[str] | None = None
 
     def has_room(self, room_id: str) -> bool:
         return (
@@ -94,9 +135,28 @@ class SyncResponse:
             or room_id in self.knock
         )
 
+    def joined_room(self, room_id: str) -> JoinedRoom:
+        """The ``rooms.join`` section of ``room_id``, added (with an empty timeline) if the
+        room has only ephemeral events, account data or unread counts to show."""
+        room = self.join.get(room_id)
+        if room is None:
+            timeline = RoomTimeline([], False, str(self.next_batch))
+            room = self.join[room_id] = JoinedRoom(timeline, [], self.state_field)
+        return room
+
     def is_empty(self) -> bool:
         """True when nothing in it would change a client's view."""
-        return not (self.join or self.leave or self.invite or self.knock)
+        return not (
+            self.join
+            or self.leave
+            or self.invite
+            or self.knock
+            or self.account_data
+            or self.presence
+            or self.to_device
+            or self.device_lists_changed
+            or self.device_lists_left
+        )
 
     def to_json(self) -> dict[str, Any]:
         rooms: dict[str, Any] = {}
@@ -117,6 +177,21 @@ class SyncResponse:
         body: dict[str, Any] = {"next_batch": str(self.next_batch)}
         if rooms:
             body["rooms"] = rooms
+        if self.account_data:
+            body["account_data"] = _fragments(self.account_data)
+        if self.presence:
+            body["presence"] = _fragments(self.presence)
+        if self.to_device:
+            body["to_device"] = _fragments(self.to_device)
+        if self.device_lists_changed or self.device_lists_left:
+            body["device_lists"] = {
+                "changed": self.device_lists_changed,
+                "left": self.device_lists_left,
+            }
+        if self.one_time_keys_count is not None:
+            body["device_one_time_keys_count"] = self.one_time_keys_count
+        if self.unused_fallback_key_types is not None:
+            body["device_unused_fallback_key_types"] = self.unused_fallback_key_types
         return body
 
     def dumps(self) -> bytes:

@@ -12,8 +12,15 @@ from typing import Protocol
 
 from ...storage import Conn
 from ..response import SyncContext, SyncResponse
+from .account_data import AccountDataStream
+from .device_lists import DeviceListStream
 from .invites import InviteStream
+from .notifications import NotificationStream
 from .pdu import PduStream
+from .presence import PresenceStream
+from .receipts import ReceiptStream
+from .to_device import ToDeviceStream
+from .typing import TypingStream
 
 
 class StreamProvider(Protocol):
@@ -22,6 +29,28 @@ class StreamProvider(Protocol):
     async def incremental(self, conn: Conn, ctx: SyncContext, resp: SyncResponse) -> None: ...
 
 
-PROVIDERS: tuple[StreamProvider, ...] = (PduStream(), InviteStream())
+PROVIDERS: tuple[StreamProvider, ...] = (
+    PduStream(),
+    InviteStream(),
+    TypingStream(),
+    ReceiptStream(),
+    AccountDataStream(),
+    NotificationStream(),
+    PresenceStream(),
+    ToDeviceStream(),
+    DeviceListStream(),
+)
 
-__all__ = ["PROVIDERS", "InviteStream", "PduStream", "StreamProvider"]
+__all__ = [
+    "PROVIDERS",
+    "AccountDataStream",
+    "DeviceListStream",
+    "InviteStream",
+    "NotificationStream",
+    "PduStream",
+    "PresenceStream",
+    "ReceiptStream",
+    "StreamProvider",
+    "ToDeviceStream",
+    "TypingStream",
+]

@@ -1,0 +1,103 @@
+"""What every Quart view shares: JSON bodies, authentication, ownership and membership
+checks, and submitting a client's write through the ingest path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from quart import Response, request
+
+from ..errors import bad_json, forbidden, invalid_param, not_json
+from ..ingest.apply import Applied
+from ..ingest.messages import BadMessage, parse_message
+from ..storage.accounts import Device
+from . import auth
+from .auth import token_from
+
+if TYPE_CHECKING:
+    from ..service import Service
+
+CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(data, status=status, content_type="application/json")
+
+
+async def request_body() -> bytes:
+    data = await request.get_data(as_text=False)
+    return data if isinstance(data, bytes) else data.encode()
+
+
+async def request_json() -> Any:
+    """The request body as JSON; 400 ``M_NOT_JSON`` if it is not JSON."""
+    raw = await request_body()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise not_json() from None
+
+
+async def request_object(*, empty_ok: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object; 400 ``M_NOT_JSON`` / ``M_BAD_JSON`` otherwise.
+
+    With ``empty_ok``, an empty body counts as ``{}``.
+    """
+    if empty_ok and not (await request_body()).strip():
+        return {}
+    body = await request_json()
+    if not isinstance(body, dict):
+        raise bad_json("Content must be a JSON object.")
+    return body
+
+
+async def authenticate(service: Service) -> Device:
+    """The device of the request's access token; 401 when there is none or it is unknown."""
+    token = token_from(request.headers.get("Authorization"), request.args.get("access_token"))
+    return await auth.authenticate(service.engine, token)
+
+
+def own_user(device: Device, user_id: str, what: str) -> None:
+    """403 ``M_FORBIDDEN`` unless ``user_id`` is the requester's own."""
+    if device.user_id != user_id:
+        raise forbidden(f"Cannot {what} for other users.")
+
+
+def room_id_param(room_id: str) -> str:
+    """A room ID from the path; 400 ``M_INVALID_PARAM`` if it is not one."""
+    if not room_id.startswith("!") or len(room_id) < 2 or len(room_id) > 255:
+        raise invalid_param(f"Not a room ID: {room_id[:80]!r}")
+    return room_id
+
+
+def user_id_param(user_id: str) -> str:
+    """A user ID from the path; 400 ``M_INVALID_PARAM`` if it is not one."""
+    if not user_id.startswith("@") or ":" not in user_id or len(user_id) > 255:
+        raise invalid_param(f"Not a user ID: {user_id[:80]!r}")
+    return user_id
+
+
+def require_joined(service: Service, device: Device, room_id: str) -> None:
+    """403 ``M_FORBIDDEN`` unless the requester is joined to ``room_id`` now."""
+    if not service.notifier.is_joined(room_id_param(room_id), device.user_id):
+        raise forbidden(f"You are not joined to {room_id[:80]}.")
+
+
+async def submit(service: Service, messages: Sequence[dict[str, Any]]) -> Applied:
+    """Apply log messages built from a client's request, through the single ingest task.
+
+    Each is checked with the log parser first (400 ``M_BAD_JSON`` saying why), so a
+    request that would be rejected writes nothing. Returns once the batch is committed
+    and the clients that must see it have been woken.
+    """
+    for message in messages:
+        try:
+            parse_message(orjson.dumps(message))
+        except BadMessage as exc:
+            raise bad_json(str(exc)) from None
+    if not messages:
+        return Applied()
+    return await service.client_write(messages)
