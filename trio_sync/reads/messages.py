@@ -12,7 +12,7 @@ keeps causal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from ..errors import MatrixError, forbidden, invalid_param, not_found
 from ..filters import RoomEventFilter
 from ..storage import Conn
 from ..storage import rooms as q
+from ..storage.account_data import ignored_users
 from ..storage.visibility import RoomAccess, load_access
 from ..sync.timeline import Viewer, scan
 from ..tokens import StreamToken, TopologyToken
@@ -83,6 +84,7 @@ async def messages(
 ) -> dict[str, Any]:
     """The ``/messages`` response body."""
     access = await room_access(conn, viewer.user_id, room_id, now)
+    viewer = replace(viewer, ignored=await ignored_users(conn, viewer.user_id))
     floor = access.earliest_visible()
     if page.backwards:
         start = now + 1 if page.start is None else min(page.start, now + 1)
@@ -157,6 +159,7 @@ async def context(
     found_room, ev, access = await visible_event(conn, viewer, event_id, now)
     if found_room != room_id:
         raise not_found("Event not found")
+    viewer = replace(viewer, ignored=await ignored_users(conn, viewer.user_id))
     n_before = limit // 2
     n_after = limit - n_before
     floor = access.earliest_visible() or 1

@@ -13,6 +13,7 @@ sent before).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import trio
 
@@ -20,6 +21,7 @@ from ..errors import MatrixError
 from ..filters import Filter, parse_filter_json
 from ..notifier import Notifier
 from ..storage import Conn, Engine
+from ..storage.account_data import ignored_users
 from ..storage.accounts import Device, load_filter
 from ..tokens import StreamToken
 from .memory_only import NO_STORAGE, KeyCountCache, StorageNeeded, only_typing_moved
@@ -36,6 +38,10 @@ LAZY_CACHE_DEVICES = 10_000
 
 async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
     resp = SyncResponse(next_batch=ctx.now, state_field=ctx.state_field)
+    since = ctx.since
+    if since is None or ctx.full_state or since.pdu < ctx.now.pdu or since.invite < ctx.now.invite:
+        # Room events and invites from ignored users are never served.
+        ctx.viewer = replace(ctx.viewer, ignored=await ignored_users(conn, ctx.user_id))
     for provider in PROVIDERS:
         if ctx.since is None:
             await provider.complete(conn, ctx, resp)

@@ -7,6 +7,8 @@ PDU stream; one retired by a rejection or withdrawal becomes a ``rooms.leave`` e
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from ...storage import Conn
@@ -15,9 +17,8 @@ from ..response import JoinedRoom, RoomTimeline, SyncContext, SyncResponse
 _STRIPPED = ("content", "sender", "state_key", "type")
 
 
-def invite_state(event_json: str) -> list[str]:
+def invite_state(event: dict[str, Any]) -> list[str]:
     """The stripped state a client shows for an invite, the invite itself last."""
-    event = orjson.loads(event_json)
     stripped = event.get("unsigned", {}).get("invite_room_state") or []
     out = [
         orjson.dumps(s).decode()
@@ -44,7 +45,10 @@ class InviteStream:
         for row in rows:
             room_id = row[0]
             if ctx.filter.room.allows_room(room_id) and not resp.has_room(room_id):
-                resp.invite[room_id] = invite_state(row[1])
+                event = orjson.loads(row[1])
+                if event.get("sender") in ctx.viewer.ignored:
+                    continue
+                resp.invite[room_id] = invite_state(event)
 
     async def complete(self, conn: Conn, ctx: SyncContext, resp: SyncResponse) -> None:
         await self._active(conn, ctx, resp, 0)
