@@ -118,6 +118,9 @@ class SyncResponse:
     knock: dict[str, list[str]] = field(default_factory=dict)
     #: Where joined rooms put their state (see :attr:`SyncContext.state_field`).
     state_field: str = "state"
+    #: Rooms the user newly joined in this incremental response (sent with full state):
+    #: the providers of per-room streams send their whole current state for these.
+    fresh_rooms: set[str] = field(default_factory=set)
     account_data: list[str] = field(default_factory=list)
     presence: list[str] = field(default_factory=list)
     to_device: list[str] = field(default_factory=list)

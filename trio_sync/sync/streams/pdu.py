@@ -329,6 +329,8 @@ class PduStream:
         if last.membership == "join":
             rejoined = any(c.membership != "join" for c in seq)
             fresh = not was_joined or rejoined
+            if fresh:
+                resp.fresh_rooms.add(room_id)
             resp.join[room_id] = await room_section(
                 conn,
                 ctx,

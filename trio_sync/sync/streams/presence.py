@@ -9,11 +9,13 @@ the filter's ``presence`` (types, senders, ``limit``).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from ...storage import Conn
+from ...storage import Array, Conn
+from ...storage.engine import Row
 from ...storage.rooms import MEMBER
 from ..response import SyncContext, SyncResponse
 
@@ -46,6 +48,9 @@ class PresenceStream:
 
     async def _changed(self, conn: Conn, ctx: SyncContext, resp: SyncResponse, after: int) -> None:
         rows = await conn.fetch(_SHARED, ctx.user_id, after, ctx.now.presence, MEMBER, ctx.now.pdu)
+        self._append(ctx, resp, rows)
+
+    def _append(self, ctx: SyncContext, resp: SyncResponse, rows: Sequence[Row]) -> None:
         wanted = ctx.filter.presence
         for row in rows:
             if not wanted.matches({"type": "m.presence", "sender": row[0]}):
@@ -62,3 +67,21 @@ class PresenceStream:
         assert ctx.since is not None
         if ctx.now.presence > ctx.since.presence:
             await self._changed(conn, ctx, resp, ctx.since.presence)
+        if resp.fresh_rooms:
+            await self._newly_shared(conn, ctx, resp)
+
+    async def _newly_shared(self, conn: Conn, ctx: SyncContext, resp: SyncResponse) -> None:
+        """The current presence of the members of rooms the user newly joined (users it
+        may not have shared a room with before), unless already sent."""
+        sent = {orjson.loads(e)["sender"] for e in resp.presence}
+        rows = await conn.fetch(
+            "SELECT p.user_id, p.presence, p.status_msg, p.last_active_ts, "
+            "p.currently_active FROM presence p WHERE p.pos <= $2 AND p.user_id IN ("
+            "SELECT state_key FROM room_state WHERE room_id = ANY($1) AND type = $3 "
+            "AND membership = 'join' AND added_at <= $4 AND removed_at > $4) ORDER BY p.pos",
+            Array(sorted(resp.fresh_rooms)),
+            ctx.now.presence,
+            MEMBER,
+            ctx.now.pdu,
+        )
+        self._append(ctx, resp, [r for r in rows if r[0] not in sent])

@@ -19,8 +19,14 @@ from .joined import joined_rooms
 class ReceiptStream:
     """Read receipts of the rooms the user is joined to."""
 
-    async def _receipts(self, conn: Conn, ctx: SyncContext, resp: SyncResponse, after: int) -> None:
-        rooms = await joined_rooms(conn, ctx)
+    async def _receipts(
+        self,
+        conn: Conn,
+        ctx: SyncContext,
+        resp: SyncResponse,
+        after: int,
+        rooms: list[str],
+    ) -> None:
         if not rooms:
             return
         rows = await conn.fetch(
@@ -49,9 +55,17 @@ class ReceiptStream:
                 room.ephemeral.append(orjson.dumps(event).decode())
 
     async def complete(self, conn: Conn, ctx: SyncContext, resp: SyncResponse) -> None:
-        await self._receipts(conn, ctx, resp, 0)
+        await self._receipts(conn, ctx, resp, 0, await joined_rooms(conn, ctx))
 
     async def incremental(self, conn: Conn, ctx: SyncContext, resp: SyncResponse) -> None:
         assert ctx.since is not None
-        if ctx.now.receipt > ctx.since.receipt:
-            await self._receipts(conn, ctx, resp, ctx.since.receipt)
+        moved = ctx.now.receipt > ctx.since.receipt
+        if not (moved or resp.fresh_rooms):
+            return
+        rooms = await joined_rooms(conn, ctx)
+        fresh = [r for r in rooms if r in resp.fresh_rooms]
+        # A newly joined room gets all its receipts; the others what changed.
+        await self._receipts(conn, ctx, resp, 0, fresh)
+        if moved:
+            others = [r for r in rooms if r not in resp.fresh_rooms]
+            await self._receipts(conn, ctx, resp, ctx.since.receipt, others)

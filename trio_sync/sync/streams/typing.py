@@ -49,7 +49,10 @@ class TypingStream:
             await self.complete(conn, ctx, resp)
             return
         since, now = ctx.since.typing, ctx.now.typing
-        if now <= since:
-            return
-        changed = [r for r, t in ctx.typing.items() if since < t.position <= now]
+        # A newly joined room gets its current typing list; the others what changed.
+        changed = [
+            r
+            for r, t in ctx.typing.items()
+            if since < t.position <= now or (r in resp.fresh_rooms and t.users)
+        ]
         await self._rooms(conn, ctx, resp, sorted(changed))
