@@ -28,15 +28,9 @@ async def members(
     has left, as of its leave, whichever is earlier."""
     access = await room_access(conn, viewer.user_id, room_id, at)
     if access.membership_at(at) != "join" and access.setting_at(at) != "world_readable":
-        if not access.ever_member():
-            raise forbidden("You are not in this room")
         # Frozen at the moment the user stopped being in the room.
-        ends = [
-            s
-            for s, v in zip(access.membership.starts, access.membership.values, strict=True)
-            if v not in ("join", "invite", "knock")
-        ]
-        at = min(at, max(ends)) if ends else at
+        left = access.left_at()
+        at = min(at, left) if left is not None else at
     rows = await conn.fetch(
         f"SELECT e.{q.json_column(viewer.fmt)}, s.membership FROM room_state s "
         "JOIN events e ON e.event_id = s.event_id WHERE s.room_id = $1 AND s.type = $2 "

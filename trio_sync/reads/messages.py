@@ -167,14 +167,28 @@ async def context(
     after: list[q.TimelineEvent] = []
     if n_before:
         before, _ = await scan(
-            conn, room_id, access, viewer, filt,
-            after=floor - 1, before=ev.pos, limit=n_before, backwards=True,
-        )  # fmt: skip
+            conn,
+            room_id,
+            access,
+            viewer,
+            filt,
+            after=floor - 1,
+            before=ev.pos,
+            limit=n_before,
+            backwards=True,
+        )
     if n_after:
         after, _ = await scan(
-            conn, room_id, access, viewer, filt,
-            after=ev.pos, before=now + 1, limit=n_after, backwards=False,
-        )  # fmt: skip
+            conn,
+            room_id,
+            access,
+            viewer,
+            filt,
+            after=ev.pos,
+            before=now + 1,
+            limit=n_after,
+            backwards=False,
+        )
     first = before[-1] if before else ev
     last = after[-1] if after else ev
     members = None

@@ -128,6 +128,12 @@ class RoomAccess:
             candidates.append(0)
         return min(candidates) if candidates else None
 
+    def left_at(self) -> int | None:
+        """Where the user's latest leave (or ban) took effect, if it has one."""
+        m = self.membership
+        ends = [s for s, v in zip(m.starts, m.values, strict=True) if v in ("leave", "ban")]
+        return max(ends) if ends else None
+
     def ever_member(self) -> bool:
         """Whether the user has had any membership of the room (up to the snapshot)."""
         return bool(self.membership.starts)
