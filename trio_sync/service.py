@@ -130,6 +130,7 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
             await nursery.start(ingestor.run)
             await nursery.start(run_typing_expiry, notifier.typing, notifier.typing_expired)
             presence = PresenceTracker(client_writer(ingestor))
+            await nursery.start(presence.run)
             handler = SyncHandler(engine, notifier, presence)
             service = Service(config, engine, notifier, ingestor, handler)
             service.app = create_app(service)

@@ -88,6 +88,12 @@ class SyncHandler:
         returns an empty response whose ``next_batch`` is not before ``since``.
         Cancellation (client disconnect) ends the wait at once and leaves nothing behind.
         """
+        if self.presence is None:
+            return await self._sync(device, req)
+        with self.presence.syncing(device):
+            return await self._sync(device, req)
+
+    async def _sync(self, device: Device, req: SyncRequest) -> SyncResponse:
         filt = await self.resolve_filter(device.user_id, req.filter)
         if self.presence is not None:
             await self.presence.set_device(device, req.set_presence)

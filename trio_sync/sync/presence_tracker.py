@@ -5,12 +5,19 @@ its ``device_id``; ingest combines a user's devices (online beats unavailable be
 offline) and moves the presence stream only when what others see changes. The tracker
 remembers what each device last reported, so an idle long-poll repeating the same
 ``set_presence`` writes nothing.
+
+A device that stops syncing goes offline: :meth:`PresenceTracker.run` writes ``offline``
+for a device that has had no ``/sync`` in flight and no presence report for
+``offline_after`` seconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
+
+import trio
 
 from ..ingest.apply import Applied
 from ..storage.accounts import Device
@@ -21,15 +28,63 @@ Submit = Callable[[Sequence[Mapping[str, Any]]], Awaitable[Applied]]
 class PresenceTracker:
     """Writes a device's presence when it differs from what that device last reported."""
 
-    def __init__(self, submit: Submit) -> None:
+    def __init__(self, submit: Submit, offline_after: float = 30.0) -> None:
         self._submit = submit
+        self._offline_after = offline_after
         self._last: dict[tuple[str, str], str] = {}
+        #: When each device last reported or finished a /sync (trio clock).
+        self._seen: dict[tuple[str, str], float] = {}
+        #: How many /sync requests of each device are in flight.
+        self._syncing: dict[tuple[str, str], int] = {}
+
+    @contextmanager
+    def syncing(self, device: Device) -> Iterator[None]:
+        """Mark ``device`` as syncing for the duration of the block (it cannot time out
+        while a long-poll of it is parked)."""
+        key = (device.user_id, device.device_id)
+        self._syncing[key] = self._syncing.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._syncing[key] - 1
+            if left:
+                self._syncing[key] = left
+            else:
+                del self._syncing[key]
+            self._seen[key] = trio.current_time()
+
+    async def expire(self) -> int:
+        """Write ``offline`` for every device that has stopped syncing; return how many.
+
+        A checkpoint when it writes. If cancelled, devices not yet written are written by
+        the next call."""
+        cutoff = trio.current_time() - self._offline_after
+        stale = [
+            key
+            for key, state in self._last.items()
+            if state != "offline" and key not in self._syncing and self._seen.get(key, 0) < cutoff
+        ]
+        for user_id, device_id in stale:
+            body = {"user_id": user_id, "device_id": device_id, "presence": "offline"}
+            await self._submit([{"type": "presence", "presence": body}])
+            self._last[(user_id, device_id)] = "offline"
+            self._seen.pop((user_id, device_id), None)
+        return len(stale)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Time devices out for ever (until cancelled), checking every third of
+        ``offline_after``."""
+        task_status.started()
+        while True:
+            await trio.sleep(self._offline_after / 3)
+            await self.expire()
 
     async def set_device(self, device: Device, state: str, status_msg: str | None = None) -> None:
         """Record ``state`` (and ``status_msg``, ``""`` clearing it, None keeping it) for
         ``device``. A checkpoint when it writes; returns once the write is committed. If
         cancelled, the write may or may not have happened; the next report repeats it."""
         key = (device.user_id, device.device_id)
+        self._seen[key] = trio.current_time()
         if status_msg is None and self._last.get(key) == state:
             return
         body: dict[str, Any] = {
