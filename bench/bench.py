@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""trio-sync benchmark: ingest throughput, /sync latency, long-poll wake latency and memory.
+"""trio-sync benchmark: ingest throughput, /sync latency (also from an old token), long-poll
+wake latency and memory.
 
     python bench/bench.py [--backend sqlite|postgres|both] [--postgres DSN] [--quick]
 
 Prints figures (a table per backend, then one summary table); it never asserts. See
 bench/README.md for what each figure means. Everything runs on 127.0.0.1: the server under
-test is a ``trio-sync serve`` subprocess (figures 2-5) and the load generator is this process
+test is a ``trio-sync serve`` subprocess (figures 2-6) and the load generator is this process
 (stdlib asyncio, HTTP/1.1 written by hand so that 1,000 idle long-polls stay cheap).
 """
 
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import orjson
@@ -65,10 +66,14 @@ class Sizes:
     pollers: int  # parked long-polls (distinct users) for figures 4 and 5
     targets: int  # pollers that get woken, in rotation
     wake_n: int  # timed wake-ups
+    old_events: int  # events after the old token of figure 6
+    old_n: int  # timed incremental syncs of figure 6, each kind
 
 
-FULL = Sizes(200, 300, 50_000, 100, 100, 300, 1000, 8, 200)
-QUICK = Sizes(40, 60, 3_000, 40, 10, 30, 200, 4, 30)
+FULL = Sizes(200, 300, 50_000, 100, 100, 300, 1000, 8, 200, 100_000, 100)
+QUICK = Sizes(40, 60, 3_000, 40, 10, 30, 200, 4, 30, 5_000, 10)
+#: Figure 6: the user's rooms, the timeline limit of its filter, log lines per ingest push.
+OLD_ROOMS, OLD_LIMIT, PUSH_BATCH = 20, 5, 5_000
 
 
 # --------------------------------------------------------------------------- helpers
@@ -180,6 +185,42 @@ def build_poll_setup(c: Community, sizes: Sizes) -> PollSetup:
         out.append(c.log.member(room, idle[k], "join"))
         wake_rooms.append(room)
     return PollSetup(idle, idle[: sizes.targets], wake_rooms, out)
+
+
+@dataclass
+class OldSince:
+    """Figure 6: a user in ``OLD_ROOMS`` rooms; ``bulk`` messages go between the old token
+    and the recent one, then ``last`` (``OLD_LIMIT`` messages in each room) after the recent
+    one, so that both incremental syncs answer with the same timelines and no state."""
+
+    user: str
+    rooms: list[str]
+    setup: list[dict[str, Any]]
+    bulk: list[dict[str, Any]]
+    last: list[dict[str, Any]]
+
+
+def build_old_since(c: Community, sizes: Sizes, seed: int = 3) -> OldSince:
+    rng = random.Random(seed)
+    user = f"@oldsince:{SERVER_NAME}"
+    rooms = [f"!old{k}:{SERVER_NAME}" for k in range(OLD_ROOMS)]
+    members: dict[str, list[str]] = {}
+    setup: list[dict[str, Any]] = []
+    for k, room in enumerate(rooms):
+        setup += c.log.create_room(room, user, f"Old {k}")
+        members[room] = [user, *rng.sample(c.users[1:], 6)]
+        setup += [c.log.member(room, u, "join") for u in members[room][1:]]
+    bulk = []
+    for _ in range(sizes.old_events - OLD_ROOMS * OLD_LIMIT):
+        room = rng.choice(rooms)
+        body = " ".join(rng.choices(WORDS, k=8))
+        bulk.append(c.log.message(room, rng.choice(members[room]), body))
+    last = [
+        c.log.message(room, rng.choice(members[room]), f"last {i}")
+        for i in range(OLD_LIMIT)
+        for room in rooms
+    ]
+    return OldSince(user, rooms, setup, bulk, last)
 
 
 def token_for(user: str) -> str:
@@ -384,12 +425,16 @@ async def push(http: Http, lines: list[bytes]) -> Response:
     return resp
 
 
-def sync_path(since: str | None = None, timeout_ms: int | None = None) -> str:
+def sync_path(
+    since: str | None = None, timeout_ms: int | None = None, filter_json: str | None = None
+) -> str:
     query = []
     if since:
         query.append(f"since={since}")
     if timeout_ms is not None:
         query.append(f"timeout={timeout_ms}")
+    if filter_json is not None:
+        query.append(f"filter={quote(filter_json)}")
     return "/_matrix/client/v3/sync" + ("?" + "&".join(query) if query else "")
 
 
@@ -658,8 +703,108 @@ async def fig_wake_and_memory(
         await asyncio.sleep(0.1)
 
 
+async def fig_old_since(server: Server, old: OldSince, sizes: Sizes, res: Result) -> None:
+    """Incremental syncs from a token ``sizes.old_events`` events back and from one
+    ``OLD_ROOMS * OLD_LIMIT`` events back: the same user, rooms, filter and timelines."""
+    http = await Http.open(server.port)
+    token = token_for(old.user)
+    filter_json = orjson.dumps({"room": {"timeline": {"limit": OLD_LIMIT}}}).decode()
+
+    async def next_batch() -> str:
+        resp = await http.request("GET", sync_path(filter_json=filter_json), token)
+        if resp.status != 200:
+            raise RuntimeError(f"complete sync failed: {resp.status} {resp.body[:200]!r}")
+        return str(resp.json()["next_batch"])
+
+    async def push_all(messages: list[dict[str, Any]]) -> None:
+        for start in range(0, len(messages), PUSH_BATCH):
+            await push(http, [line(m) for m in messages[start : start + PUSH_BATCH]])
+
+    try:
+        await push_all(old.setup)
+        since_old = await next_batch()
+        t0 = time.perf_counter()
+        await push_all(old.bulk)
+        pushed = len(old.bulk) / (time.perf_counter() - t0)
+        since_recent = await next_batch()
+        await push_all(old.last)
+        stale: list[float] = []
+        if server.database.startswith("postgresql"):
+            # A few syncs with the planner statistics of before the load, then fresh ones,
+            # as autovacuum gathers sooner or later after such a load.
+            for _ in range(5):
+                t0 = time.perf_counter()
+                await http.request("GET", sync_path(since_old, 0, filter_json), token)
+                stale.append(time.perf_counter() - t0)
+            conn = await asyncpg.connect(server.database, timeout=10)
+            try:
+                await conn.execute("ANALYZE")
+            finally:
+                await conn.close()
+        expected: dict[str, list[str]] = {r: [] for r in old.rooms}
+        for m in old.last:
+            expected[m["new_room_event"]["event"]["room_id"]].append(event_id(m))
+
+        times: dict[str, list[float]] = {"old": [], "recent": []}
+        sizes_kib: dict[str, float] = {}
+        bad: list[str] = []
+        for i in range(3 + sizes.old_n):
+            for kind, since in (("old", since_old), ("recent", since_recent)):
+                t0 = time.perf_counter()
+                resp = await http.request("GET", sync_path(since, 0, filter_json), token)
+                elapsed = time.perf_counter() - t0
+                if resp.status != 200:
+                    raise RuntimeError(
+                        f"incremental sync failed: {resp.status} {resp.body[:200]!r}"
+                    )
+                if i < 3:  # warm-up; check the answers once
+                    join = resp.json().get("rooms", {}).get("join", {})
+                    got = {
+                        r: [e["event_id"] for e in v["timeline"]["events"]] for r, v in join.items()
+                    }
+                    limited = {v["timeline"]["limited"] for v in join.values()}
+                    if got != expected or limited != {kind == "old"}:
+                        bad.append(kind)
+                    sizes_kib[kind] = len(resp.body) / 1024
+                    continue
+                times[kind].append(elapsed)
+        old_p50, recent_p50 = pct(times["old"], 50), pct(times["recent"], 50)
+        ratio = old_p50 / recent_p50
+        back = f"{len(old.bulk) + len(old.last):,}"
+        n = len(times["old"])
+        res.add(
+            f"6. old since: incremental sync from {back} events back / from {len(old.last)} "
+            f"back, p50 ratio ({OLD_ROOMS} rooms, limit {OLD_LIMIT})",
+            f"{ratio:.2f}x",
+            "<= 3x",
+            ratio <= 3,
+            valid=not bad,
+        )
+        res.add(
+            f"   (info) since {back} events back (n={n}) p50 / p95 ms",
+            f"{ms(old_p50)} / {ms(pct(times['old'], 95))}",
+        )
+        res.add(
+            f"   (info) since {len(old.last)} events back, same timelines (n={n}) p50 / p95 ms",
+            f"{ms(recent_p50)} / {ms(pct(times['recent'], 95))}",
+        )
+        if stale:
+            res.add(
+                f"   (info) since {back} events back, before ANALYZE (n={len(stale)}) p50 ms",
+                ms(pct(stale, 50)),
+            )
+        res.notes.append(
+            f"old since: bodies {sizes_kib.get('old', 0):.1f} KiB (old token) and "
+            f"{sizes_kib.get('recent', 0):.1f} KiB (recent); {len(old.bulk):,} events pushed at "
+            f"{pushed:,.0f} events/s; timelines as expected: "
+            + ("yes" if not bad else f"NO ({', '.join(sorted(set(bad)))})")
+        )
+    finally:
+        http.close()
+
+
 async def http_figures(
-    server: Server, c: Community, setup: PollSetup, sizes: Sizes, res: Result
+    server: Server, c: Community, setup: PollSetup, old: OldSince, sizes: Sizes, res: Result
 ) -> None:
     # Keep the load generator's own garbage collector out of the timings: the community's
     # objects are frozen (never scanned again) and collection is paused while measuring.
@@ -667,14 +812,14 @@ async def http_figures(
     gc.freeze()
     gc.disable()
     try:
-        await _http_figures(server, c, setup, sizes, res)
+        await _http_figures(server, c, setup, old, sizes, res)
     finally:
         gc.enable()
         gc.unfreeze()
 
 
 async def _http_figures(
-    server: Server, c: Community, setup: PollSetup, sizes: Sizes, res: Result
+    server: Server, c: Community, setup: PollSetup, old: OldSince, sizes: Sizes, res: Result
 ) -> None:
     http = await Http.open(server.port)
     try:
@@ -687,6 +832,8 @@ async def _http_figures(
     await fig_incremental(server.port, c, sizes, since, res)
     say(f"figures 4-5: {sizes.pollers} parked long-polls")
     await fig_wake_and_memory(server, c, setup, sizes, res)
+    say(f"figure 6: incremental sync from {sizes.old_events:,} events back")
+    await fig_old_since(server, old, sizes, res)
 
 
 # --------------------------------------------------------------------------- per backend
@@ -701,6 +848,7 @@ def run_backend(backend: str, sizes: Sizes, dsn: str) -> Result:
         say(f"[{backend}] generating community")
         c = build_community(sizes)
         setup = build_poll_setup(c, sizes)
+        old = build_old_since(c, sizes)
         log_path = workdir / "community.jsonl"
         log_path.write_bytes(dumps_lines(c.messages))
         raws = log_path.read_bytes().splitlines()
@@ -750,10 +898,10 @@ def run_backend(backend: str, sizes: Sizes, dsn: str) -> Result:
         drop_database(side_db)
         databases.remove(side_db)
 
-        trio.run(_register, main_db.url, [c.probe, *setup.idle_users])
+        trio.run(_register, main_db.url, [c.probe, old.user, *setup.idle_users])
         server = Server(main_db.url, workdir)
         server.start()
-        asyncio.run(http_figures(server, c, setup, sizes, res))
+        asyncio.run(http_figures(server, c, setup, old, sizes, res))
     except Exception as exc:
         traceback.print_exc()
         first = (str(exc).splitlines() or [""])[0][:120]
