@@ -170,12 +170,14 @@ async def events_page(
 
 
 async def event_by_id(
-    conn: Conn, event_id: str, fmt: str = "client"
+    conn: Conn, event_id: str, fmt: str = "client", *, outliers: bool = False
 ) -> tuple[str, TimelineEvent] | None:
-    """The room and stored form of ``event_id``, if it is stored and servable."""
+    """The room and stored form of ``event_id``, if it is stored and servable (or, with
+    ``outliers``, stored at all)."""
+    servable = "" if outliers else " AND exclude_from_sync = 0"
     row = await conn.fetchrow(
         f"SELECT room_id, {_EVENT_COLUMNS}, {json_column(fmt)} FROM events "
-        "WHERE event_id = $1 AND exclude_from_sync = 0",
+        f"WHERE event_id = $1{servable}",
         event_id,
     )
     return None if row is None else (str(row[0]), _timeline_event(row, 1))

@@ -197,10 +197,12 @@ async def _own_event(conn: Conn, event_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-async def _own_leave(conn: Conn, ctx: SyncContext, m: q.Membership) -> JoinedRoom:
+async def _own_leave(
+    conn: Conn, ctx: SyncContext, access: RoomAccess, m: q.Membership
+) -> JoinedRoom:
     """A left room the user never saw from inside: only its own membership event."""
-    own = await _own_event(conn, m.event_id)
-    events = [own] if own is not None else []
+    found = await q.event_by_id(conn, m.event_id, ctx.viewer.fmt, outliers=True)
+    events = [ctx.viewer.serve(found[1], access)] if found is not None else []
     return JoinedRoom(RoomTimeline(events, False, str(ctx.now)), [], ctx.state_field)
 
 
@@ -259,7 +261,7 @@ class PduStream:
                         conn, ctx, room_id, access[room_id], after=0, upto=m.since, full_state=True
                     )
                 else:
-                    resp.leave[room_id] = await _own_leave(conn, ctx, m)
+                    resp.leave[room_id] = await _own_leave(conn, ctx, access[room_id], m)
 
     async def incremental(self, conn: Conn, ctx: SyncContext, resp: SyncResponse) -> None:
         assert ctx.since is not None
@@ -356,4 +358,4 @@ class PduStream:
                 )
             else:
                 # Out of an invite (rejected, withdrawn) or a knock: only its own event.
-                resp.leave[room_id] = await _own_leave(conn, ctx, last)
+                resp.leave[room_id] = await _own_leave(conn, ctx, access, last)
