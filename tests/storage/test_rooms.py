@@ -17,6 +17,7 @@ from trio_sync.storage.rooms import (
     recent_events,
     rooms_with_events,
     state_at,
+    state_changes,
     state_delta,
 )
 
@@ -136,6 +137,18 @@ async def test_state_delta_between_any_two_positions(engine: Engine, history: Hi
             delta = {s.event_id for s in await engine.read(state_delta, ROOM, after, at)}
             # Each event becomes state once, at its own position, in a linear history.
             assert delta == states[at] - states[after], (after, at)
+
+
+async def test_state_changes_read_once_answer_every_delta(engine: Engine, history: History) -> None:
+    rooms = [ROOM, OTHER_ROOM]
+    for after in range(0, history.last + 1, 3):
+        changes = await engine.read(state_changes, rooms, after, history.last)
+        for room in rooms:
+            for at in range(after, history.last + 1):
+                expected = await engine.read(state_delta, room, after, at)
+                assert changes.delta(room, at) == expected, (room, after, at)
+                lazy = await engine.read(state_delta, room, after, at, members=[ALICE])
+                assert changes.delta(room, at, members=[ALICE]) == lazy, (room, after, at)
 
 
 async def test_state_delta_over_repeated_changes_holds_only_the_last(engine: Engine) -> None:

@@ -278,6 +278,53 @@ async def joined_rooms_map(conn: Conn) -> dict[str, set[str]]:
     return out
 
 
+@dataclass(slots=True)
+class StateChanges:
+    """Every state change of some rooms at ``after < p <= upto``, read in one query, to
+    answer :func:`state_delta` for any of them from ``after`` to any ``at <= upto``."""
+
+    after: int
+    upto: int
+    #: room → (added_at, removed_at, entry), by added_at, type, state_key.
+    rows: dict[str, list[tuple[int, int, StateEvent]]]
+
+    def delta(
+        self, room_id: str, at: int, members: Sequence[str] | None = None
+    ) -> list[StateEvent]:
+        """What :func:`state_delta` (``self.after``, ``at``) returns (``at <= upto``)."""
+        wanted = None if members is None else set(members)
+        return [
+            s
+            for added, removed, s in self.rows.get(room_id, ())
+            if added <= at < removed
+            and (wanted is None or s.type != MEMBER or s.state_key in wanted)
+        ]
+
+    def members_changed(self, room_id: str) -> bool:
+        return any(s.type == MEMBER for _, _, s in self.rows.get(room_id, ()))
+
+
+async def state_changes(
+    conn: Conn, room_ids: Sequence[str], after: int, upto: int, fmt: str = "client"
+) -> StateChanges:
+    """The state changes of ``room_ids`` at ``after < p <= upto`` (one query)."""
+    rows = await conn.fetch(
+        f"SELECT s.room_id, s.added_at, s.removed_at, e.event_id, s.type, s.state_key, "
+        f"e.sender, e.{json_column(fmt)} FROM room_state s "
+        "JOIN events e ON e.event_id = s.event_id WHERE s.room_id = ANY($1) "
+        "AND s.added_at > $2 AND s.added_at <= $3 ORDER BY s.added_at, s.type, s.state_key",
+        Array(list(room_ids)),
+        after,
+        upto,
+    )
+    out: dict[str, list[tuple[int, int, StateEvent]]] = {}
+    for r in rows:
+        entry = StateEvent(r[3], r[4], r[5], r[6], r[7])
+        removed = FOREVER if r[2] > upto else int(r[2])
+        out.setdefault(r[0], []).append((int(r[1]), removed, entry))
+    return StateChanges(after, upto, out)
+
+
 @dataclass(frozen=True, slots=True)
 class Summary:
     """``m.heroes``, ``m.joined_member_count`` and ``m.invited_member_count`` of a room."""

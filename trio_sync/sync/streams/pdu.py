@@ -60,12 +60,14 @@ async def room_section(
     full_state: bool,
     in_range: list[q.TimelineEvent] | None = None,
     summary: q.Summary | None = None,
+    changes: q.StateChanges | None = None,
 ) -> JoinedRoom:
     """Timeline of events at ``after < p <= upto`` (newest ``limit`` the user may see) and
     the state that goes with it.
 
     ``in_range`` is every syncable event of the room in that range, when the caller has
-    already read them; ``summary`` the room's summary at ``upto``, when it has read that.
+    already read them; ``summary`` the room's summary at ``upto``, when it has read that;
+    ``changes`` the room's state changes since ``after``, when it has read those.
     """
     viewer = ctx.viewer
     limit = ctx.filter.timeline_limit(10)
@@ -91,7 +93,10 @@ async def room_section(
         state = await q.state_at(conn, room_id, state_upto, fmt, members=lazy)
     elif ctx.state_after or chosen.gap:
         # Lazy loading still sends every membership change in the gap (spec).
-        state = await q.state_delta(conn, room_id, after, state_upto, fmt)
+        if changes is not None and changes.after == after:
+            state = changes.delta(room_id, state_upto)
+        else:
+            state = await q.state_delta(conn, room_id, after, state_upto, fmt)
     else:
         state = []
     if chosen.hidden_within and not ctx.state_after:
@@ -297,9 +302,17 @@ class PduStream:
         before = await q.memberships_at(conn, ctx.user_id, since) if changes else {}
         for room_id, seq in changes.items():
             await self._changed_room(conn, ctx, resp, access[room_id], before.get(room_id), seq)
-        for room_id in joined:
-            if room_id not in active:
-                continue
+        served = [r for r in joined if r in active]
+        state_changes: q.StateChanges | None = None
+        summaries: dict[str, q.Summary] = {}
+        if now - since > RANGE_SCAN_MAX and not ctx.full_state and len(served) > 1:
+            # A long gap: most rooms' timelines are limited and need the state that changed
+            # in it, and a summary if members changed. Read those for all rooms at once.
+            state_changes = await q.state_changes(conn, served, since, now, ctx.viewer.fmt)
+            with_members = [r for r in served if state_changes.members_changed(r)]
+            if with_members:
+                summaries = await q.room_summaries(conn, with_members, now, ctx.user_id)
+        for room_id in served:
             section = await room_section(
                 conn,
                 ctx,
@@ -309,6 +322,8 @@ class PduStream:
                 upto=now,
                 full_state=ctx.full_state,
                 in_range=in_range.get(room_id),
+                summary=summaries.get(room_id),
+                changes=state_changes,
             )
             if section.timeline.events or section.state or ctx.full_state:
                 resp.join[room_id] = section
