@@ -37,16 +37,12 @@ RANGE_SCAN_MAX = 2000
 _STRIPPED = ("content", "sender", "state_key", "type")
 
 
-def _lazy_members(
-    ctx: SyncContext, timeline: Sequence[q.TimelineEvent], heroes: Sequence[str]
-) -> list[str] | None:
-    """The members whose state a lazy-loading client needs, or None when not lazy."""
+def _lazy_members(ctx: SyncContext, timeline: Sequence[q.TimelineEvent]) -> list[str] | None:
+    """The members whose state a lazy-loading client needs for ``timeline`` (its senders
+    and the user itself), or None when the client does not lazy-load."""
     if not ctx.filter.room.state.lazy_load_members:
         return None
-    wanted = dict.fromkeys(e.sender for e in timeline)
-    wanted.update(dict.fromkeys(heroes))
-    wanted[ctx.user_id] = None
-    return list(wanted)
+    return list(dict.fromkeys([*(e.sender for e in timeline), ctx.user_id]))
 
 
 async def room_section(
@@ -87,7 +83,7 @@ async def room_section(
     members_changed = full_state or any(e.type == q.MEMBER for e in events)
     heroes: list[str] = []
     fmt = viewer.fmt
-    lazy = _lazy_members(ctx, events, [])
+    lazy = _lazy_members(ctx, events)
     state_upto = upto if ctx.state_after else before
     if full_state:
         state = await q.state_at(conn, room_id, state_upto, fmt, members=lazy)
