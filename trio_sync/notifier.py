@@ -66,6 +66,11 @@ class Notifier:
         self._next_sweep = 0.0
         self._joined: dict[str, set[str]] = {r: set(us) for r, us in (joined or {}).items()}
         self._rooms_of: dict[str, set[str]] = {}
+        # The PDU position of the last membership change of each room and of each user
+        # since this process started (earlier ones are unknown here).
+        self._started_at = current.pdu
+        self._room_members_moved: dict[str, int] = {}
+        self._user_moved: dict[str, int] = {}
         for room_id, users in self._joined.items():
             for user_id in users:
                 self._rooms_of.setdefault(user_id, set()).add(room_id)
@@ -106,6 +111,14 @@ class Notifier:
     def rooms_of(self, user_id: str) -> frozenset[str]:
         """The rooms ``user_id`` is currently joined to (as of :attr:`current`)."""
         return frozenset(self._rooms_of.get(user_id, ()))
+
+    def memberships_quiet(self, user_id: str, since: int) -> bool:
+        """True when, at PDU positions after ``since``, neither ``user_id``'s memberships
+        nor those of any room it is joined to changed (False when that is not known)."""
+        if since < self._started_at or self._user_moved.get(user_id, 0) > since:
+            return False
+        moved = self._room_members_moved
+        return all(moved.get(r, 0) <= since for r in self._rooms_of.get(user_id, ()))
 
     def sharing_a_room(self, user_id: str) -> set[str]:
         """``user_id`` and every user currently joined to a room it is joined to."""
@@ -179,6 +192,8 @@ class Notifier:
         for room_id in applied.rooms | applied.ephemeral_rooms:
             wake |= self._joined.get(room_id, set())
         for room_id, user_id, membership in applied.memberships:
+            self._room_members_moved[room_id] = applied.token.pdu
+            self._user_moved[user_id] = applied.token.pdu
             members = self._joined.setdefault(room_id, set())
             wake |= members
             wake.add(user_id)

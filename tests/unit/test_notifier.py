@@ -15,6 +15,7 @@ from trio_sync.typing_state import TypingState, run_typing_expiry
 
 ALICE, BOB, CAROL = "@alice:x", "@bob:x", "@carol:x"
 ROOM = "!room:x"
+OTHER = "!other:x"
 
 
 def make_notifier(*args: Any, **kwargs: Any) -> Notifier:
@@ -269,3 +270,25 @@ async def test_typing_position_of_another_process_answers_at_once() -> None:
     notifier = make_notifier(StreamToken())
     with trio.fail_after(1):
         await notifier.wait_for_update(ALICE, StreamToken(typing=50))
+
+
+async def test_memberships_quiet_knows_only_what_it_saw() -> None:
+    notifier = make_notifier(StreamToken(pdu=10), {ROOM: {ALICE, BOB}, OTHER: {CAROL}})
+    # Before this process started nothing is known.
+    assert not notifier.memberships_quiet(ALICE, 9)
+    assert notifier.memberships_quiet(ALICE, 10)
+    await notifier.advance(event_in(ROOM, 11))
+    assert notifier.memberships_quiet(ALICE, 10)
+    # Someone joins a room Alice is not in: still quiet for her, not for Carol.
+    await notifier.advance(
+        Applied(token=StreamToken(pdu=12), rooms={OTHER}, memberships=[(OTHER, BOB, "join")])
+    )
+    assert notifier.memberships_quiet(ALICE, 11)
+    assert not notifier.memberships_quiet(CAROL, 11)
+    assert not notifier.memberships_quiet(BOB, 11)
+    # Bob leaves Alice's room: not quiet for her from before it, quiet from after it.
+    await notifier.advance(
+        Applied(token=StreamToken(pdu=13), rooms={ROOM}, memberships=[(ROOM, BOB, "leave")])
+    )
+    assert not notifier.memberships_quiet(ALICE, 12)
+    assert notifier.memberships_quiet(ALICE, 13)

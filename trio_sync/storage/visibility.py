@@ -77,6 +77,14 @@ class RoomAccess:
     visibility: _Intervals = field(default_factory=_Intervals)
     membership: _Intervals = field(default_factory=_Intervals)
 
+    @classmethod
+    def joined_from(cls, user_id: str, since: int) -> RoomAccess:
+        """The access of a user joined from ``since`` on, for judging events after
+        ``since`` only (each is visible by rule 2; no query needed)."""
+        access = cls(user_id)
+        access.membership.add(since, FOREVER, "join")
+        return access
+
     def setting_at(self, pos: int) -> str:
         """The visibility setting in force at ``pos`` (after the event there)."""
         return self.visibility.at(pos) or "shared"

@@ -41,7 +41,9 @@ async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
     since = ctx.since
     if since is None or ctx.full_state or since.pdu < ctx.now.pdu or since.invite < ctx.now.invite:
         # Room events and invites from ignored users are never served.
-        ctx.viewer = replace(ctx.viewer, ignored=await ignored_users(conn, ctx.user_id))
+        if ctx.ignored_users is None:
+            ctx.ignored_users = await ignored_users(conn, ctx.user_id)
+        ctx.viewer = replace(ctx.viewer, ignored=ctx.ignored_users)
     for provider in PROVIDERS:
         if ctx.since is None:
             await provider.complete(conn, ctx, resp)
@@ -61,6 +63,9 @@ class SyncHandler:
         self.presence = presence
         self._acks = ToDeviceAcks()
         self._key_counts = KeyCountCache()
+        #: Each user's ignored users, with the account-data position they were read at: a
+        #: change to them moves that position, so an entry is good while it has not moved.
+        self._ignored: dict[str, tuple[int, frozenset[str]]] = {}
         self._lazy_cache: dict[tuple[str, str], dict[str, dict[str, tuple[str, int]]]] = {}
 
     async def resolve_filter(self, user_id: str, text: str | None) -> Filter:
@@ -158,6 +163,9 @@ class SyncHandler:
             typing=typing.view,
             typing_reset=since is not None and typing.is_stale(since.typing),
             joined=sorted(joined),
+            ignored_users=self._known_ignored(device.user_id, now.account_data),
+            memberships_quiet=since is not None
+            and self._notifier.memberships_quiet(device.user_id, since.pdu),
             key_counts=key_counts,
         )
         resp = None
@@ -168,9 +176,17 @@ class SyncHandler:
                 resp = None
         if resp is None:
             resp = await self._engine.read(_gather, ctx)
+        if ctx.ignored_users is not None:
+            self._ignored[device.user_id] = (now.account_data, ctx.ignored_users)
         self._key_counts.put(device, epoch, resp)
         self._acks.sent(device, resp)
         return resp
+
+    def _known_ignored(self, user_id: str, account_data: int) -> frozenset[str] | None:
+        known = self._ignored.get(user_id)
+        if known is None or known[0] != account_data:
+            return None
+        return known[1]
 
     def _sent_members(self, device: Device) -> dict[str, dict[str, tuple[str, int]]]:
         """The lazy-loaded member events this device has been sent, with the PDU position

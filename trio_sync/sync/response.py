@@ -49,6 +49,10 @@ class SyncContext:
     typing_reset: bool = False
     #: Rooms the user is joined to at ``now`` that the filter allows, once looked up.
     joined: list[str] | None = None
+    #: The users the user ignores, when known without a query.
+    ignored_users: frozenset[str] | None = None
+    #: No membership changed after ``since`` in the user's rooms, nor of the user itself.
+    memberships_quiet: bool = False
     #: The device's one-time-key counts and fallback key types, when known without a query.
     key_counts: KeyCounts | None = None
 

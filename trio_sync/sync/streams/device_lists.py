@@ -33,9 +33,17 @@ async def _sharing(conn: Conn, user_id: str, rooms: list[str], at: int) -> set[s
 
 
 async def device_list_changes(
-    conn: Conn, user_id: str, since: StreamToken, now: StreamToken
+    conn: Conn,
+    user_id: str,
+    since: StreamToken,
+    now: StreamToken,
+    *,
+    memberships_quiet: bool = False,
 ) -> tuple[list[str], list[str]]:
-    """``(changed, left)`` for ``user_id`` between ``since`` and ``now`` (see module doc)."""
+    """``(changed, left)`` for ``user_id`` between ``since`` and ``now`` (see module doc).
+
+    ``memberships_quiet`` says no membership of the user or in its rooms changed in the
+    range (known in memory), so the PDU stream need not be looked at."""
     changed: set[str] = set()
     left: set[str] = set()
     if now.device_list > since.device_list:
@@ -47,7 +55,7 @@ async def device_list_changes(
         changed = {str(r[0]) for r in rows}
     joins: list[tuple[str, str]] = []
     leaves: list[tuple[str, str]] = []
-    if now.pdu > since.pdu:
+    if now.pdu > since.pdu and not memberships_quiet:
         for row in await conn.fetch(
             "SELECT room_id, state_key, membership FROM room_state WHERE type = $1 "
             "AND added_at > $2 AND added_at <= $3",
@@ -109,7 +117,9 @@ class DeviceListStream:
 
     async def incremental(self, conn: Conn, ctx: SyncContext, resp: SyncResponse) -> None:
         assert ctx.since is not None
-        changed, left = await device_list_changes(conn, ctx.user_id, ctx.since, ctx.now)
+        changed, left = await device_list_changes(
+            conn, ctx.user_id, ctx.since, ctx.now, memberships_quiet=ctx.memberships_quiet
+        )
         resp.device_lists_changed = changed
         resp.device_lists_left = left
         await self._counts(conn, ctx, resp)

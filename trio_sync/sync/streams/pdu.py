@@ -291,14 +291,20 @@ class PduStream:
             active = await q.rooms_with_events(conn, joined, since, now)
         else:
             active = set(joined)
-        serving = [*changes, *(r for r in joined if r in active)]
-        if not serving:
+        served = [r for r in joined if r in active]
+        if not (changes or served):
             return
-        access = await load_access(conn, ctx.user_id, serving, now)
+        # A room the user was already joined to at ``since`` shows it only events at which
+        # it was joined: no visibility rows are needed to judge them.
+        steady = {r for r in served if current[r].since <= since}
+        access = await load_access(
+            conn, ctx.user_id, [*changes, *(r for r in served if r not in steady)], now
+        )
+        for room_id in steady:
+            access[room_id] = RoomAccess.joined_from(ctx.user_id, current[room_id].since)
         before = await q.memberships_at(conn, ctx.user_id, since) if changes else {}
         for room_id, seq in changes.items():
             await self._changed_room(conn, ctx, resp, access[room_id], before.get(room_id), seq)
-        served = [r for r in joined if r in active]
         state_changes: q.StateChanges | None = None
         summaries: dict[str, q.Summary] = {}
         if now - since > RANGE_SCAN_MAX and not ctx.full_state and len(served) > 1:
