@@ -270,15 +270,24 @@ class PduStream:
         if now <= since and not ctx.full_state:
             return
         allows = ctx.filter.room.allows_room
-        current, changed = await q.memberships_now_and_since(conn, ctx.user_id, since, now)
         changes: dict[str, list[q.Membership]] = {}
-        for change in changed:
-            if allows(change.room_id):
-                changes.setdefault(change.room_id, []).append(change)
-        moved = {c.room_id for c in changed}
-        joined = [
-            r for r, m in current.items() if m.membership == "join" and r not in moved and allows(r)
-        ]
+        if ctx.memberships_quiet and ctx.joined is not None:
+            # The notifier saw no membership change of the user since ``since``: its rooms
+            # are those it has been joined to all along (no query needed).
+            joined = list(ctx.joined)
+            joined_since = dict.fromkeys(joined, since)
+        else:
+            current, changed = await q.memberships_now_and_since(conn, ctx.user_id, since, now)
+            for change in changed:
+                if allows(change.room_id):
+                    changes.setdefault(change.room_id, []).append(change)
+            moved = {c.room_id for c in changed}
+            joined = [
+                r
+                for r, m in current.items()
+                if m.membership == "join" and r not in moved and allows(r)
+            ]
+            joined_since = {r: current[r].since for r in joined}
         in_range: dict[str, list[q.TimelineEvent]] = {}
         if ctx.full_state:
             active = set(joined)
@@ -296,12 +305,12 @@ class PduStream:
             return
         # A room the user was already joined to at ``since`` shows it only events at which
         # it was joined: no visibility rows are needed to judge them.
-        steady = {r for r in served if current[r].since <= since}
+        steady = {r for r in served if joined_since[r] <= since}
         access = await load_access(
             conn, ctx.user_id, [*changes, *(r for r in served if r not in steady)], now
         )
         for room_id in steady:
-            access[room_id] = RoomAccess.joined_from(ctx.user_id, current[room_id].since)
+            access[room_id] = RoomAccess.joined_from(ctx.user_id, joined_since[room_id])
         before = await q.memberships_at(conn, ctx.user_id, since) if changes else {}
         for room_id, seq in changes.items():
             await self._changed_room(conn, ctx, resp, access[room_id], before.get(room_id), seq)
