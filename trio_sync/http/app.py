@@ -21,7 +21,7 @@ from ..storage.accounts import Device, store_filter
 from ..sync.request import parse_sync_request
 from . import account_data, ephemeral, keys, presence, to_device
 from .asgi import shield_final_send
-from .common import CLIENT_PREFIXES, json_response
+from .common import CLIENT_PREFIXES, json_response, own_user
 from .common import authenticate as authenticate_request
 from .common import request_body as _body
 from .common import request_json as _request_json
@@ -74,10 +74,6 @@ def create_app(service: Service) -> TrioSyncApp:
     async def authenticate() -> Device:
         return await authenticate_request(service)
 
-    def own_user(device: Device, user_id: str) -> None:
-        if device.user_id != user_id:
-            raise forbidden("Cannot use another user's filters")
-
     @app.errorhandler(MatrixError)
     async def matrix_error(exc: MatrixError) -> Response:
         return json_response(exc.body(), exc.status)
@@ -123,7 +119,7 @@ def create_app(service: Service) -> TrioSyncApp:
         @app.post(f"{prefix}/user/<user_id>/filter", endpoint=f"filter_post{prefix}")
         async def filter_post(user_id: str) -> Response:
             device = await authenticate()
-            own_user(device, user_id)
+            own_user(device, user_id, "create filters")
             filt = parse_filter(await _request_json())
             canonical = orjson.dumps(filt.to_json(), option=orjson.OPT_SORT_KEYS).decode()
             filter_id = await service.engine.write(store_filter, user_id, canonical)
@@ -132,7 +128,7 @@ def create_app(service: Service) -> TrioSyncApp:
         @app.get(f"{prefix}/user/<user_id>/filter/<filter_id>", endpoint=f"filter_get{prefix}")
         async def filter_get(user_id: str, filter_id: str) -> Response:
             device = await authenticate()
-            own_user(device, user_id)
+            own_user(device, user_id, "read filters")
             filt = await service.sync.stored_filter(user_id, filter_id)
             return json_response(filt.to_json())
 
