@@ -27,7 +27,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -932,8 +932,18 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]
         print(" | ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def bench_main(
+    name: str,
+    description: str,
+    run: Callable[[str, Any, str], Result],
+    sizes: tuple[Any, Any],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """The command line of a bench script: parse ``--backend``/``--postgres``/``--quick``,
+    run ``run(backend, sizes, postgres_dsn)`` per backend (``sizes`` is ``(full, quick)``),
+    print each backend's table and a summary; exit status 1 when a run broke or failed its
+    own checks (a missed target is a figure, not a failure)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument(
         "--postgres",
@@ -942,17 +952,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    mode = "quick" if args.quick else "full"
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     started = time.perf_counter()
     results = []
     for backend in backends:
         t0 = time.perf_counter()
-        res = run_backend(backend, sizes, args.postgres)
+        res = run(backend, sizes[1] if args.quick else sizes[0], args.postgres)
         results.append(res)
         print_table(
-            f"trio-sync bench — {backend} ({'quick' if args.quick else 'full'}, "
-            f"{time.perf_counter() - t0:.0f} s)",
+            f"{name} — {backend} ({mode}, {time.perf_counter() - t0:.0f} s)",
             ("figure", "value", "target", ""),
             res.rows,
         )
@@ -961,16 +970,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
     rows = [(r.backend, *row) for r in results for row in r.rows]
     print_table(
-        f"summary ({'quick' if args.quick else 'full'} mode, {os.cpu_count()} CPUs, "
+        f"summary ({mode} mode, {os.cpu_count()} CPUs, "
         f"{time.perf_counter() - started:.0f} s total, trio_sync from "
         f"{Path(trio_sync.__file__).parent.parent})",
         ("backend", "figure", "value", "target", ""),
         rows,
     )
-    # A missed target is a figure, not a failure; a run that broke or failed its own
-    # checks is (exit 1), so a smoke run catches a benchmark that no longer works.
     broken = [row for row in rows if row[1] == "ERROR" or row[-1] == "CHECK"]
     return 1 if broken else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return bench_main("trio-sync bench", __doc__.split("\n")[0], run_backend, (FULL, QUICK), argv)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,8 @@ figures; exits 1 only when a run broke or failed its own checks.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import os
 import shutil
 import sys
 import tempfile
@@ -33,7 +31,6 @@ import orjson
 import trio
 
 from bench import (
-    DEFAULT_PG,
     SERVER_NAME,
     Database,
     Http,
@@ -41,12 +38,12 @@ from bench import (
     Result,
     Server,
     _register,
+    bench_main,
     drop_database,
     line,
     ms,
     new_database,
     pct,
-    print_table,
     push,
     say,
     sync_path,
@@ -270,39 +267,8 @@ def run_backend(backend: str, sizes: Sizes, dsn: str) -> Result:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("TRIO_SYNC_BENCH_POSTGRES", DEFAULT_PG),
-        help=f"admin DSN used to create throwaway databases (default {DEFAULT_PG})",
-    )
-    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
-    args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
-    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    results = []
-    for backend in backends:
-        t0 = time.perf_counter()
-        res = run_backend(backend, sizes, args.postgres)
-        results.append(res)
-        print_table(
-            f"trio-sync streams bench — {backend} ({'quick' if args.quick else 'full'}, "
-            f"{time.perf_counter() - t0:.0f} s)",
-            ("figure", "value", "target", ""),
-            res.rows,
-        )
-        for note in res.notes:
-            print(f"  * {note}")
-        sys.stdout.flush()
-    rows = [(r.backend, *row) for r in results for row in r.rows]
-    print_table(
-        f"summary ({'quick' if args.quick else 'full'} mode, {os.cpu_count()} CPUs)",
-        ("backend", "figure", "value", "target", ""),
-        rows,
-    )
-    broken = [row for row in rows if row[1] == "ERROR" or row[-1] == "CHECK"]
-    return 1 if broken else 0
+    description = (__doc__ or "").split("\n")[0]
+    return bench_main("trio-sync streams bench", description, run_backend, (FULL, QUICK), argv)
 
 
 if __name__ == "__main__":
