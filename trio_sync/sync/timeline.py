@@ -12,7 +12,8 @@ Used by ``/sync`` timelines and by the read endpoints (``/messages``, ``/context
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,18 +152,19 @@ async def select_recent(
     if preread is not None:
         pages = _given(list(reversed(preread)))
     else:
-        pages = _pages(conn, room_id, viewer.fmt, after, upto, limit + 1)
-    async for rows in pages:
-        for ev in rows:
-            if plain or _wanted(filt, viewer, access, ev, check):
-                picked.append(ev)
-                if len(picked) > limit:
-                    break
-            else:
-                oldest_skipped = ev.pos
-                newest_skipped = max(newest_skipped, ev.pos)
-        if len(picked) > limit:
-            break
+        pages = _pages(conn, room_id, viewer.fmt, after, upto + 1, limit + 1)
+    async with aclosing(pages):
+        async for rows in pages:
+            for ev in rows:
+                if plain or _wanted(filt, viewer, access, ev, check):
+                    picked.append(ev)
+                    if len(picked) > limit:
+                        break
+                else:
+                    oldest_skipped = ev.pos
+                    newest_skipped = max(newest_skipped, ev.pos)
+            if len(picked) > limit:
+                break
     limited = len(picked) > limit
     picked = picked[:limit]
     picked.reverse()
@@ -175,22 +177,32 @@ async def select_recent(
     )
 
 
-async def _given(rows: list[q.TimelineEvent]) -> AsyncIterator[list[q.TimelineEvent]]:
+async def _given(rows: list[q.TimelineEvent]) -> AsyncGenerator[list[q.TimelineEvent], None]:
     yield rows
 
 
 async def _pages(
-    conn: Conn, room_id: str, fmt: str, after: int, upto: int, first: int
-) -> AsyncIterator[list[q.TimelineEvent]]:
-    """Pages of the room's events at ``after < p <= upto``, newest first, growing."""
-    before = upto + 1
-    page = first
+    conn: Conn,
+    room_id: str,
+    fmt: str,
+    after: int,
+    before: int,
+    first: int,
+    *,
+    backwards: bool = True,
+) -> AsyncGenerator[list[q.TimelineEvent], None]:
+    """Pages of the room's events at ``after < p < before``, growing from ``first`` events:
+    newest first walking down (``backwards``), or oldest first walking up."""
+    low, high, page = after, before, first
     while True:
-        rows = await q.events_page(conn, room_id, after, before, page, fmt)
+        rows = await q.events_page(conn, room_id, low, high, page, fmt, newest_first=backwards)
         yield rows
         if len(rows) < page:
             return
-        before = rows[-1].pos
+        if backwards:
+            high = rows[-1].pos
+        else:
+            low = rows[-1].pos
         page = min(page * 2, PAGE_MAX)
 
 
@@ -212,21 +224,12 @@ async def scan(
     """
     check = not access.everything_visible(after, before - 1)
     picked: list[q.TimelineEvent] = []
-    low, high = after, before
-    page = limit + 1
-    while True:
-        rows = await q.events_page(
-            conn, room_id, low, high, page, viewer.fmt, newest_first=backwards
-        )
-        for ev in rows:
-            if _wanted(filt, viewer, access, ev, check):
-                if len(picked) == limit:
-                    return picked, True
-                picked.append(ev)
-        if len(rows) < page:
-            return picked, False
-        if backwards:
-            high = rows[-1].pos
-        else:
-            low = rows[-1].pos
-        page = min(page * 2, PAGE_MAX)
+    pages = _pages(conn, room_id, viewer.fmt, after, before, limit + 1, backwards=backwards)
+    async with aclosing(pages):
+        async for rows in pages:
+            for ev in rows:
+                if _wanted(filt, viewer, access, ev, check):
+                    if len(picked) == limit:
+                        return picked, True
+                    picked.append(ev)
+    return picked, False
