@@ -655,3 +655,13 @@ async def test_failed_batch_commits_neither_data_nor_offset(engine: Engine) -> N
     assert await snapshot(engine) == before
     assert await engine.read(source_offset, "f") == 100
     assert await rejects(engine) == []
+
+
+async def test_room_version_12_room_ids_have_no_server_part(engine: Engine) -> None:
+    log = RoomLog()
+    room = "!Zy3hQmTq9YdKpL0vX2bN7cR8sW4eJ6uA1fG5iO"
+    messages = [*log.create_room(room, ALICE), log.message(room, ALICE, "hello")]
+    applied = await ingest(engine, messages)
+    assert applied.rejected == 0
+    assert applied.accepted == len(messages)
+    assert room in applied.rooms

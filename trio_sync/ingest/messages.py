@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from .bad_message import BadMessage as BadMessage
+from .fields import integer, mapping, room_id, text, user_id
 from .user_messages import PARSERS, UserMessage, parse_user_message
 
 
@@ -126,35 +127,6 @@ Message = (
 )
 
 
-def _str(obj: dict[str, Any], key: str, *, prefix: str = "", optional: bool = False) -> Any:
-    value = obj.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not value:
-        raise BadMessage(f"{key!r} must be a non-empty string")
-    if prefix and not (value.startswith(prefix) and ":" in value):
-        raise BadMessage(f"{key!r} is not a valid ID: {value[:80]!r}")
-    return value
-
-
-def _int(obj: dict[str, Any], key: str, default: int | None = None) -> int:
-    value = obj.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise BadMessage(f"{key!r} must be an integer")
-    if not -(1 << 53) < value < (1 << 53):
-        raise BadMessage(f"{key!r} is out of range")
-    return value
-
-
-def _obj(obj: dict[str, Any], key: str, *, optional: bool = False) -> dict[str, Any]:
-    value = obj.get(key)
-    if value is None and optional:
-        return {}
-    if not isinstance(value, dict):
-        raise BadMessage(f"{key!r} must be an object")
-    return value
-
-
 def _ids(obj: dict[str, Any], key: str) -> tuple[str, ...]:
     value = obj.get(key)
     if value is None:
@@ -180,17 +152,17 @@ def parse_pdu(obj: object, room_version: str | None = None) -> Pdu:
     redacts = obj.get("redacts")
     if redacts is not None and not isinstance(redacts, str):
         raise BadMessage("redacts must be a string")
-    unsigned = _obj(obj, "unsigned", optional=True)
+    unsigned = mapping(obj, "unsigned", optional=True)
     return Pdu(
         event_id=event_id,
-        room_id=_str(obj, "room_id", prefix="!"),
-        type=_str(obj, "type"),
-        sender=_str(obj, "sender", prefix="@"),
+        room_id=room_id(obj, "room_id"),
+        type=text(obj, "type"),
+        sender=user_id(obj, "sender"),
         state_key=state_key,
-        depth=_int(obj, "depth", 0),
-        origin_server_ts=_int(obj, "origin_server_ts", 0),
+        depth=integer(obj, "depth", 0),
+        origin_server_ts=integer(obj, "origin_server_ts", 0),
         room_version=version,
-        content=_obj(obj, "content"),
+        content=mapping(obj, "content"),
         unsigned=dict(unsigned),
         redacts=redacts,
         raw=obj,
@@ -205,8 +177,8 @@ def _new_room_event(body: dict[str, Any]) -> NewRoomEvent:
     if txn is not None:
         if not isinstance(txn, dict):
             raise BadMessage("transaction_id must be an object")
-        session = _int(txn, "session_id", 0)
-        txn_id = _str(txn, "id")
+        session = integer(txn, "session_id", 0)
+        txn_id = text(txn, "id")
     extra = body.get("AddStateEvents") or []
     if not isinstance(extra, list):
         raise BadMessage("AddStateEvents must be a list")
@@ -245,16 +217,16 @@ def _retire_invite_event(body: dict[str, Any]) -> RetireInviteEvent:
     if membership not in ("join", "leave", "ban"):
         raise BadMessage(f"unknown Membership {str(membership)[:40]!r}")
     return RetireInviteEvent(
-        event_id=_str(body, "EventID"),
-        target_user_id=_str(body, "TargetUserID", optional=True),
-        retired_by_event_id=_str(body, "RetiredByEventID", optional=True),
+        event_id=text(body, "EventID"),
+        target_user_id=text(body, "TargetUserID", optional=True),
+        retired_by_event_id=text(body, "RetiredByEventID", optional=True),
         membership=membership,
     )
 
 
 def _redacted_event(body: dict[str, Any]) -> RedactedEvent:
     because = parse_pdu(body.get("RedactedBecause"))
-    return RedactedEvent(redacted_event_id=_str(body, "RedactedEventID"), redacted_because=because)
+    return RedactedEvent(redacted_event_id=text(body, "RedactedEventID"), redacted_because=because)
 
 
 _PEEKS = ("new_peek", "retire_peek", "new_inbound_peek")
@@ -287,7 +259,7 @@ def parse_message(raw: bytes | str) -> Message:
     if kind == "redacted_event":
         return _redacted_event(body)
     if kind == "purge_room":
-        return PurgeRoom(_str(body, "RoomID", prefix="!"))
+        return PurgeRoom(room_id(body, "RoomID"))
     if kind in PARSERS:
         return parse_user_message(kind, body)
     raise BadMessage(f"unknown message type {kind[:40]!r}")

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from .bad_message import BadMessage
+from .fields import count, mapping, room_id, text, user_id
 
 PRESENCE_STATES = ("online", "unavailable", "offline")
 RECEIPT_TYPES = ("m.read", "m.read.private")
@@ -116,45 +117,6 @@ UserMessage = (
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
-def _user(obj: dict[str, Any], key: str = "user_id") -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value.startswith("@") or ":" not in value:
-        raise BadMessage(f"{key!r} must be a user ID")
-    return value
-
-
-def _room(obj: dict[str, Any], key: str = "room_id") -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value.startswith("!") or len(value) < 2:
-        raise BadMessage(f"{key!r} must be a room ID")
-    return value
-
-
-def _text(obj: dict[str, Any], key: str, *, optional: bool = False) -> Any:
-    value = obj.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not value or len(value) > 1000:
-        raise BadMessage(f"{key!r} must be a non-empty string")
-    return value
-
-
-def _count(obj: dict[str, Any], key: str, *, optional: bool = False) -> Any:
-    value = obj.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < (1 << 53):
-        raise BadMessage(f"{key!r} must be a non-negative integer")
-    return value
-
-
-def _content(obj: dict[str, Any], key: str = "content") -> dict[str, Any]:
-    value = obj.get(key)
-    if not isinstance(value, dict):
-        raise BadMessage(f"{key!r} must be an object")
-    return value
-
-
 def _expire_ts(value: object) -> int | None:
     """Go's ``time.Time`` JSON (RFC 3339, nanoseconds) as wall-clock milliseconds."""
     if value is None:
@@ -173,21 +135,21 @@ def _expire_ts(value: object) -> int | None:
 def _client_data(body: dict[str, Any]) -> ClientData:
     room = body.get("room_id") or ""
     return ClientData(
-        user_id=_user(body),
-        room_id=_room(body) if room else "",
-        type=_text(body, "type"),
-        content=_content(body),
+        user_id=user_id(body),
+        room_id=room_id(body) if room else "",
+        type=text(body, "type", max_len=1000),
+        content=mapping(body, "content"),
     )
 
 
 def _typing(body: dict[str, Any]) -> TypingUpdate:
-    event = _content(body, "event")
+    event = mapping(body, "event")
     typing = event.get("typing")
     if not isinstance(typing, bool):
         raise BadMessage("'typing' must be a boolean")
     return TypingUpdate(
-        room_id=_room(event),
-        user_id=_user(event),
+        room_id=room_id(event),
+        user_id=user_id(event),
         typing=typing,
         expire_ts=_expire_ts(body.get("ExpireTime")) if typing else None,
     )
@@ -197,58 +159,60 @@ def _receipt(body: dict[str, Any]) -> Receipt:
     kind = body.get("type")
     if kind not in RECEIPT_TYPES:
         raise BadMessage(f"receipt 'type' must be one of {', '.join(RECEIPT_TYPES)}")
-    event_id = _text(body, "event_id")
+    event_id = text(body, "event_id", max_len=1000)
     if not event_id.startswith("$"):
         raise BadMessage("'event_id' must be an event ID")
     return Receipt(
-        user_id=_user(body),
-        room_id=_room(body),
+        user_id=user_id(body),
+        room_id=room_id(body),
         event_id=event_id,
         type=kind,
-        ts=_count(body, "timestamp", optional=True) or 0,
-        thread_id=_text(body, "thread_id", optional=True),
+        ts=count(body, "timestamp", optional=True) or 0,
+        thread_id=text(body, "thread_id", optional=True, max_len=1000),
     )
 
 
 def _send_to_device(body: dict[str, Any]) -> SendToDevice:
     return SendToDevice(
-        user_id=_user(body),
-        device_id=_text(body, "device_id"),
-        sender=_user(body, "sender"),
-        type=_text(body, "type"),
-        content=_content(body),
-        sender_device=_text(body, "sender_device", optional=True) or "",
-        txn_id=_text(body, "txn_id", optional=True),
+        user_id=user_id(body),
+        device_id=text(body, "device_id", max_len=1000),
+        sender=user_id(body, "sender"),
+        type=text(body, "type", max_len=1000),
+        content=mapping(body, "content"),
+        sender_device=text(body, "sender_device", optional=True, max_len=1000) or "",
+        txn_id=text(body, "txn_id", optional=True, max_len=1000),
     )
 
 
 def _key_change(body: dict[str, Any]) -> KeyChange:
     keys = body.get("DeviceKeys")
     if isinstance(keys, dict):
-        return KeyChange(_user(keys))
+        return KeyChange(user_id(keys))
     signing = body.get("CrossSigningKeyUpdate")
     if isinstance(signing, dict) and isinstance(signing.get("signing_keys"), dict):
-        return KeyChange(_user(signing["signing_keys"]))
+        return KeyChange(user_id(signing["signing_keys"]))
     raise BadMessage("key_change needs DeviceKeys.user_id or CrossSigningKeyUpdate")
 
 
 def _one_time_keys(body: dict[str, Any]) -> OneTimeKeyCounts:
-    counts = _content(body, "one_time_key_counts")
+    counts = mapping(body, "one_time_key_counts")
     for algorithm in counts:
-        _count(counts, algorithm)
+        count(counts, algorithm)
     fallback = body.get("unused_fallback_key_types", [])
     if not isinstance(fallback, list) or not all(isinstance(t, str) for t in fallback):
         raise BadMessage("'unused_fallback_key_types' must be a list of strings")
-    return OneTimeKeyCounts(_user(body), _text(body, "device_id"), counts, tuple(fallback))
+    return OneTimeKeyCounts(
+        user_id(body), text(body, "device_id", max_len=1000), counts, tuple(fallback)
+    )
 
 
 def _notification_data(body: dict[str, Any]) -> NotificationData:
     return NotificationData(
-        user_id=_user(body),
-        room_id=_room(body),
-        thread_id=_text(body, "thread_id", optional=True) or "",
-        notification_count=_count(body, "unread_notification_count"),
-        highlight_count=_count(body, "unread_highlight_count", optional=True) or 0,
+        user_id=user_id(body),
+        room_id=room_id(body),
+        thread_id=text(body, "thread_id", optional=True, max_len=1000) or "",
+        notification_count=count(body, "unread_notification_count"),
+        highlight_count=count(body, "unread_highlight_count", optional=True) or 0,
     )
 
 
@@ -260,11 +224,11 @@ def _presence(body: dict[str, Any]) -> Presence:
     if status is not None and (not isinstance(status, str) or len(status) > 10_000):
         raise BadMessage("'status_msg' must be a string")
     return Presence(
-        user_id=_user(body),
+        user_id=user_id(body),
         presence=state,
         status_msg=status,
-        last_active_ts=_count(body, "last_active_ts", optional=True),
-        device_id=_text(body, "device_id", optional=True),
+        last_active_ts=count(body, "last_active_ts", optional=True),
+        device_id=text(body, "device_id", optional=True, max_len=1000),
     )
 
 
