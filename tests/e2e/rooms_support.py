@@ -21,6 +21,16 @@ ROOM = f"!lobby:{SERVER}"
 OTHER = f"!other:{SERVER}"
 DAVE = f"@dave:{SERVER}"
 CLIENT = "/_matrix/client/v3"
+#: The (type, state_key) of every state entry of ROOM (and OTHER) as made by make_rooms.
+ROOM_STATE = {
+    ("m.room.create", ""),
+    ("m.room.member", BOB),
+    ("m.room.member", ALICE),
+    ("m.room.power_levels", ""),
+    ("m.room.join_rules", ""),
+    ("m.room.history_visibility", ""),
+    ("m.room.name", ""),
+}
 
 Message = dict[str, Any]
 

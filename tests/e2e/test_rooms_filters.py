@@ -12,23 +12,12 @@ import pytest
 from trio_sync import Service
 
 from .conftest import ALICE, BOB, CAROL, SYNC_PATH, auth, rooms_of, state_keys, timeline_ids
-from .rooms_support import OTHER, ROOM, Rooms, make_rooms, member_keys, user
+from .rooms_support import OTHER, ROOM, ROOM_STATE, Rooms, make_rooms, member_keys, user
 
 
 @pytest.fixture
 async def rooms(service: Service, http: httpx.AsyncClient) -> Rooms:
     return await make_rooms(service, http)
-
-
-ROOM_STATE = {
-    ("m.room.create", ""),
-    ("m.room.member", BOB),
-    ("m.room.member", ALICE),
-    ("m.room.power_levels", ""),
-    ("m.room.join_rules", ""),
-    ("m.room.history_visibility", ""),
-    ("m.room.name", ""),
-}
 
 
 async def joined(rooms: Rooms) -> None:

@@ -25,6 +25,7 @@ from .rooms_support import (
     DAVE,
     OTHER,
     ROOM,
+    ROOM_STATE,
     Rooms,
     by_key,
     make_rooms,
@@ -38,17 +39,6 @@ from .rooms_support import (
 @pytest.fixture
 async def rooms(service: Service, http: httpx.AsyncClient) -> Rooms:
     return await make_rooms(service, http)
-
-
-ROOM_STATE = {
-    ("m.room.create", ""),
-    ("m.room.member", BOB),
-    ("m.room.member", ALICE),
-    ("m.room.power_levels", ""),
-    ("m.room.join_rules", ""),
-    ("m.room.history_visibility", ""),
-    ("m.room.name", ""),
-}
 
 
 async def joined(rooms: Rooms, room_id: str = ROOM) -> list[str]:
