@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import orjson
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
@@ -27,11 +26,13 @@ from .http.asgi import ASGIApp
 from .ingest import Applied, Ingestor, follow_file
 from .ingest.runner import current_token
 from .notifier import Notifier
+from .sources import in_process
+from .sources.in_process import client_writer
 from .storage import Engine, open_engine
 from .storage.accounts import add_device, new_token
 from .storage.rooms import joined_rooms_map
 from .sync.handler import SyncHandler
-from .sync.presence_tracker import PresenceTracker, Submit
+from .sync.presence_tracker import PresenceTracker
 from .typing_state import run_typing_expiry
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,7 @@ class Service:
 
         Returns once they are committed and waiting clients have been woken.
         """
-        raws = [
-            m if isinstance(m, bytes) else m.encode() if isinstance(m, str) else orjson.dumps(m)
-            for m in messages
-        ]
-        return await self.ingest_raw(raws, source="in-process")
+        return await self.ingest_raw(in_process.encode(messages), source="in-process")
 
     async def client_write(self, messages: Sequence[Mapping[str, Any]]) -> Applied:
         """Apply log messages built by client endpoints, as one batch (source ``client``).
@@ -70,11 +67,9 @@ class Service:
 
     async def ingest_raw(self, raws: Sequence[bytes], source: str) -> Applied:
         """Apply raw log messages from ``source``, in batches of ``config.batch_size``."""
-        total = Applied()
-        size = self.config.batch_size
-        for start in range(0, max(len(raws), 1), size):
-            total.merge(await self.ingestor.submit(source, raws[start : start + size]))
-        return total
+        return await in_process.submit_in_batches(
+            self.ingestor, source, raws, self.config.batch_size
+        )
 
     async def add_device(
         self,
@@ -93,15 +88,6 @@ class Service:
         token = token or new_token()
         await self.engine.write(add_device, user_id, device_id, token, session_id)
         return token
-
-
-def client_writer(ingestor: Ingestor) -> Submit:
-    """Submits messages written by clients through the single ingest task."""
-
-    async def submit(messages: Sequence[Mapping[str, Any]]) -> Applied:
-        return await ingestor.submit("client", [orjson.dumps(m) for m in messages])
-
-    return submit
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:

@@ -6,7 +6,6 @@ Every client-visible failure is a :class:`MatrixError` rendered as
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +14,9 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ..errors import MatrixError, bad_json, forbidden, not_json
+from ..errors import MatrixError
 from ..filters import parse_filter
+from ..sources import http_push
 from ..storage.accounts import Device, store_filter
 from ..sync.request import parse_sync_request
 from . import account_data, ephemeral, keys, presence, to_device
@@ -137,24 +137,11 @@ def create_app(service: Service) -> TrioSyncApp:
 
     @app.post("/_trio_sync/v1/ingest")
     async def ingest_push() -> Response:
-        secret = service.config.ingest_secret
-        if not secret:
-            raise forbidden("HTTP ingest is disabled: no ingest secret is configured")
-        header = request.headers.get("Authorization", "")
-        given = header.removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), secret.encode()):
-            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Wrong ingest secret")
-        raw = await _body()
-        lines = [line for line in raw.splitlines() if line.strip()]
-        if raw.lstrip().startswith(b"[") and len(lines) <= 1:
-            try:
-                parsed = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise not_json() from None
-            if not isinstance(parsed, list):
-                raise bad_json("expected a JSON array or JSON lines")
-            lines = [orjson.dumps(m) for m in parsed]
-        applied = await service.ingest_raw(lines, source="http")
+        http_push.check_secret(
+            service.config.ingest_secret, request.headers.get("Authorization", "")
+        )
+        lines = http_push.split_body(await _body())
+        applied = await service.ingest_raw(lines, source=http_push.SOURCE)
         return json_response(
             {
                 "accepted": applied.accepted,

@@ -84,6 +84,12 @@ class Ingestor:
         ingest task the batch is applied whole (the caller just no longer waits).
         """
         items = parse_items(raws, offsets if offsets is not None else [None] * len(raws))
+        return await self.submit_items(source, items, end_offset)
+
+    async def submit_items(
+        self, source: str, items: list[Item], end_offset: int | None = None
+    ) -> Applied:
+        """Like :meth:`submit`, for messages already parsed (or rejected) by the source."""
         job = _Job(source, items, end_offset)
         await self._send.send(job)
         await job.done.wait()
