@@ -17,8 +17,7 @@ import asyncpg
 import trio
 import trio_asyncio
 
-from ..asyncio_bridge import open_bridge
-from ..errors import StorageError
+from ..errors import StorageError, sole_exception
 from .engine import Array, Conn, Op, P, Row, T
 
 
@@ -135,21 +134,25 @@ class PostgresEngine:
 
 @asynccontextmanager
 async def open_postgres(dsn: str) -> AsyncIterator[PostgresEngine]:
-    """Connect to ``dsn`` over the process's asyncio bridge; close everything on exit.
+    """Connect to ``dsn`` inside a trio-asyncio loop; close everything on exit.
 
     Raises :class:`StorageError` when the server cannot be reached.
     """
-    async with open_bridge():
-        engine = PostgresEngine(dsn)
-        try:
-            await engine.write(_ping)
-        except StorageError as exc:
-            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
-        try:
-            yield engine
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio_asyncio.aio_as_trio(engine._close)()
+    try:
+        async with trio_asyncio.open_loop():
+            engine = PostgresEngine(dsn)
+            try:
+                await engine.write(_ping)
+            except StorageError as exc:
+                raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+            try:
+                yield engine
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio_asyncio.aio_as_trio(engine._close)()
+    except BaseExceptionGroup as group:
+        # The bridge's loop runs a nursery of its own; pass on what was raised, unwrapped.
+        raise sole_exception(group) from None
 
 
 async def _ping(conn: Conn) -> None:
