@@ -128,6 +128,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--server-name", dest="server_name")
     serve.add_argument("--log", help="JSON-lines room-server output log to follow")
     serve.add_argument("--ingest-secret", dest="ingest_secret", help="enables HTTP ingest push")
+    serve.add_argument(
+        "--jetstream", help="nats://HOST:PORT: consume a homeserver's JetStream output streams"
+    )
+    serve.add_argument(
+        "--jetstream-prefix", dest="jetstream_prefix", help="stream name prefix (default Dendrite)"
+    )
 
     token = sub.add_parser("token", help="manage access tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
@@ -158,7 +164,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     cli: dict[str, Any] = {
         k: getattr(args, k, None)
-        for k in ("database", "listen", "server_name", "log", "ingest_secret")
+        for k in (
+            "database",
+            "listen",
+            "server_name",
+            "log",
+            "ingest_secret",
+            "jetstream",
+            "jetstream_prefix",
+        )
     }
     try:
         config = load_config(cli, config_file=args.config)

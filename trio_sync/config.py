@@ -31,6 +31,9 @@ class Config:
     keep_alive_timeout: float = 30.0
     batch_size: int = 500
     follow_poll_interval: float = 0.2
+    #: ``nats://HOST:PORT`` of a homeserver's NATS JetStream: consume its output streams.
+    jetstream: str | None = None
+    jetstream_prefix: str = "Dendrite"
 
     def with_overrides(self, values: Mapping[str, Any]) -> Config:
         """A copy with every non-None value of ``values`` that names a field applied."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -20,6 +20,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from .bridge import open_bridge
 from .config import Config
 from .http.app import create_app
 from .http.asgi import ASGIApp
@@ -28,6 +29,7 @@ from .ingest.runner import current_token
 from .notifier import Notifier
 from .sources import in_process
 from .sources.in_process import client_writer
+from .sources.jetstream import Translator, check_jetstream_url, run_jetstream
 from .storage import Engine, open_engine
 from .storage.accounts import add_device, new_token
 from .storage.rooms import joined_rooms_map
@@ -109,7 +111,10 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
     Cancellation of the caller cancels everything; a normal exit drains HTTP first
     (up to ``config.graceful_timeout`` seconds).
     """
-    async with open_engine(config.database) as engine:
+    if config.jetstream:
+        check_jetstream_url(config.jetstream)
+    bridge = open_bridge() if config.jetstream else nullcontext()
+    async with bridge, open_engine(config.database) as engine:
         notifier = Notifier(await engine.read(current_token), await engine.read(joined_rooms_map))
         async with trio.open_nursery() as nursery:
             ingestor = Ingestor(engine, notifier)
@@ -128,6 +133,17 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
                         ingestor,
                         batch_lines=config.batch_size,
                         poll_interval=config.follow_poll_interval,
+                    )
+                )
+            if config.jetstream:
+                await nursery.start(
+                    partial(
+                        run_jetstream,
+                        config.jetstream,
+                        config.jetstream_prefix,
+                        ingestor,
+                        Translator(config.jetstream_prefix),
+                        batch_size=config.batch_size,
                     )
                 )
             stop_http = trio.Event()

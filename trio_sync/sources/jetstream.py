@@ -1,0 +1,383 @@
+"""The JetStream source: a homeserver's (Dendrite's) NATS JetStream output streams.
+
+One :class:`StreamSource` per stream of :data:`.dendrite_wire.STREAMS`, each a durable
+pull consumer of trio-sync's own named ``<prefix>TrioSync<Name>`` (never one of
+Dendrite's, so Dendrite's sync API keeps its own). Each stream's last applied sequence is
+committed under ``jetstream:<stream>`` in the same transaction as what it changed, and
+its messages are acknowledged only after that COMMIT: a message delivered again (a crash
+before the ack, a lost ack) is at or below the committed sequence and is skipped.
+
+nats-py is an asyncio library: it runs on the process's one trio-asyncio loop
+(:mod:`trio_sync.bridge`), each fetch and each batch's acks crossing once. When NATS is
+unreachable or restarts, the client reconnects by itself and every stream re-checks its
+stream and consumer (recreating a memory stream that a restart lost) with backoff, then
+resumes from its durable; ``/sync`` keeps answering from what is stored meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import nats
+import nats.errors
+import nats.js.errors
+import orjson
+import trio
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from ..bridge import run_asyncio
+from ..ingest.apply import Item
+from ..ingest.bad_message import BadMessage
+from ..ingest.messages import parse_message
+from ..ingest.runner import Ingestor, parse_items
+from . import dendrite_wire as wire
+from .base import Batch, run_source
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "Dendrite"
+
+#: Errors that mean "NATS is not reachable or not ready": retried with backoff.
+NATS_ERRORS: tuple[type[BaseException], ...] = (
+    nats.errors.Error,
+    asyncio.TimeoutError,
+    OSError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One message as fetched: its stream sequence, headers and body."""
+
+    seq: int
+    headers: dict[str, str]
+    data: bytes
+
+
+#: Turns one stream's fetched messages into ingest items (positions = sequences).
+Translate = Callable[[str, Sequence[Received]], Awaitable[list[Item]]]
+
+
+def stream_name(prefix: str, name: str) -> str:
+    return prefix + name
+
+
+def consumer_name(prefix: str, name: str) -> str:
+    """trio-sync's durable on stream ``<prefix><name>``: ``<prefix>TrioSync<name>``."""
+    return f"{prefix}TrioSync{name}"
+
+
+def source_name(stream: str) -> str:
+    """The key a stream's applied sequence is committed under."""
+    return "jetstream:" + stream
+
+
+def stream_config(prefix: str, settings: wire.StreamSettings) -> StreamConfig:
+    """The stream as Dendrite creates it: subjects ``[name, name.>]``, interest retention."""
+    name = stream_name(prefix, settings.name)
+    return StreamConfig(
+        name=name,
+        subjects=[name, name + ".>"],
+        retention=RetentionPolicy.INTEREST,
+        storage=StorageType.MEMORY if settings.memory else StorageType.FILE,
+        max_age=settings.max_age or None,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream unless it exists (an existing one is left as its owner made it)."""
+    assert config.name is not None
+    try:
+        await js.stream_info(config.name)
+    except nats.js.errors.NotFoundError:
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            # Created concurrently (by Dendrite, or another stream task): fine if it exists.
+            await js.stream_info(config.name)
+
+
+class StreamSource:
+    """One output stream as a :class:`~trio_sync.sources.base.Source`."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        prefix: str,
+        settings: wire.StreamSettings,
+        translate: Translate,
+        *,
+        batch_size: int = 500,
+        idle_timeout: float = 5.0,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._settings = settings
+        self.stream = stream_name(prefix, settings.name)
+        self.durable = consumer_name(prefix, settings.name)
+        self.name = source_name(self.stream)
+        self._translate = translate
+        self._batch_size = batch_size
+        self._idle_timeout = idle_timeout
+        self._max_backoff = max_backoff
+        self._config = stream_config(prefix, settings)
+        self._acked = 0
+
+    async def _subscribe(self, after: int) -> JetStreamContext.PullSubscription:
+        """Runs in asyncio: the stream and our durable exist (created if missing, the
+        durable starting after ``after``); a pull subscription bound to it."""
+        await ensure_stream(self._js, self._config)
+        try:
+            await self._js.consumer_info(self.stream, self.durable)
+        except nats.js.errors.NotFoundError:
+            start: dict[str, Any] = {"deliver_policy": DeliverPolicy.ALL}
+            if after > 0:
+                start = {
+                    "deliver_policy": DeliverPolicy.BY_START_SEQUENCE,
+                    "opt_start_seq": after + 1,
+                }
+            await self._js.add_consumer(
+                self.stream,
+                ConsumerConfig(
+                    durable_name=self.durable,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=60.0,
+                    max_ack_pending=4 * self._batch_size,
+                    **start,
+                ),
+            )
+        return await self._js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
+        """Runs in asyncio: the next messages, or [] after ``idle_timeout`` without any
+        (then the consumer is checked to still exist, as a restart may have lost it)."""
+        try:
+            return await sub.fetch(self._batch_size, timeout=self._idle_timeout)
+        except TimeoutError:
+            await self._js.consumer_info(self.stream, self.durable)
+            return []
+
+    async def batches(self, after: int) -> AsyncIterator[Batch]:
+        """The stream's messages after sequence ``after``, a fetch at a time, forever.
+
+        NATS errors are logged and retried with backoff (0.1 s doubling up to
+        ``max_backoff``), resubscribing from the durable. Cancellation loses nothing.
+        """
+        self._acked = after
+        delay = 0.1
+        while True:
+            sub = None
+            try:
+                sub = await run_asyncio(self._subscribe, self._acked)
+                if delay > 0.1:
+                    log.info("JetStream stream %s: consuming again", self.stream)
+                delay = 0.1
+                while True:
+                    msgs = await run_asyncio(self._fetch, sub)
+                    if not msgs:
+                        continue
+                    received = [_received(m) for m in msgs]
+                    items = await self._translate(self.stream, received)
+                    yield Batch(items, received[-1].seq, msgs)
+            except NATS_ERRORS as exc:
+                log.warning(
+                    "JetStream stream %s: %s; retrying in %.1fs",
+                    self.stream,
+                    _describe(exc),
+                    delay,
+                )
+            finally:
+                if sub is not None:
+                    with trio.CancelScope(shield=True), trio.move_on_after(1):
+                        await _quietly(run_asyncio(sub.unsubscribe))
+            await trio.sleep(delay)
+            delay = min(delay * 2, self._max_backoff)
+
+    async def ack(self, batch: Batch) -> None:
+        """Acknowledge the batch's messages (its sequences are committed)."""
+        self._acked = max(self._acked, batch.end)
+        msgs: list[Msg] = batch.token  # type: ignore[assignment]
+        await _quietly(run_asyncio(_ack_all, msgs))
+
+
+def _received(msg: Msg) -> Received:
+    return Received(msg.metadata.sequence.stream, dict(msg.headers or {}), msg.data)
+
+
+async def _ack_all(msgs: Sequence[Msg]) -> None:
+    for msg in msgs:
+        await msg.ack()
+
+
+async def _quietly(call: Awaitable[object]) -> None:
+    """Await ``call``; a NATS error is only logged (an unacknowledged message comes again
+    and is skipped as applied)."""
+    try:
+        await call
+    except NATS_ERRORS as exc:
+        log.debug("JetStream: %s (ignored)", _describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class Translator:
+    """Turns fetched messages of any stream into ingest items, stream by stream.
+
+    ``lookup_content(user_id, room_id, type)`` supplies account data content the
+    ``OutputClientData`` messages do not carry; ``complete_state(messages)`` may add the
+    bodies of state events that room events name only by ID. Without them, account data
+    whose content is not in the message and state naming events never sent are rejected.
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        lookup_content: Callable[[str, str, str], Awaitable[object]] | None = None,
+        complete_state: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None,
+    ) -> None:
+        self._kinds = {stream_name(prefix, s.name): s.name for s in wire.STREAMS}
+        self._lookup_content = lookup_content
+        self._complete_state = complete_state
+
+    async def __call__(self, stream: str, received: Sequence[Received]) -> list[Item]:
+        kind = self._kinds[stream]
+        if kind == "OutputRoomEvent" and self._complete_state is None:
+            # The body is trio-sync's own room message format: parsed once, as it is.
+            return parse_items([r.data for r in received], [r.seq for r in received])
+        docs: list[dict[str, Any] | BadMessage] = []
+        for r in received:
+            try:
+                docs.append(await self._one(kind, r))
+            except BadMessage as exc:
+                docs.append(exc)
+        if self._complete_state is not None and kind == "OutputRoomEvent":
+            await self._complete_state([d for d in docs if isinstance(d, dict)])
+        items = []
+        for r, doc in zip(received, docs, strict=True):
+            if isinstance(doc, BadMessage):
+                items.append(Item(r.seq, wire.wire_bytes(r.headers, r.data), doc))
+                continue
+            raw = orjson.dumps(doc)
+            try:
+                items.append(Item(r.seq, raw, parse_message(raw)))
+            except BadMessage as exc:
+                items.append(Item(r.seq, wire.wire_bytes(r.headers, r.data), exc))
+        return items
+
+    async def _one(self, kind: str, r: Received) -> dict[str, Any]:
+        h = r.headers
+        if kind == "OutputRoomEvent":
+            return wire.body(r.data)
+        if kind == "OutputClientData":
+            doc = wire.body(r.data)
+            content: object = wire.content_carried(doc)
+            if self._lookup_content is not None:
+                found = await self._lookup_content(
+                    wire.header(h, "user_id"), str(doc.get("room_id") or ""), str(doc.get("type"))
+                )
+                content = found if found is not None else content
+            return wire.client_data(h, doc, content)
+        if kind == "OutputReceiptEvent":
+            return wire.receipt(h)
+        if kind == "OutputTypingEvent":
+            return wire.typing(h)
+        if kind == "OutputSendToDeviceEvent":
+            return wire.send_to_device(wire.body(r.data))
+        if kind == "OutputKeyChangeEvent":
+            return wire.key_change(wire.body(r.data))
+        if kind == "OutputNotificationData":
+            return wire.notification_data(h, wire.body(r.data))
+        assert kind == "OutputPresenceEvent"
+        return wire.presence(h)
+
+
+def check_jetstream_url(url: str) -> None:
+    """``ValueError`` (one clear line at the command line) unless ``url`` is a NATS URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("nats", "tls") or not parts.hostname:
+        raise ValueError(f"--jetstream must be nats://HOST:PORT, not {url!r}")
+
+
+async def connect(url: str) -> NATS:
+    """Runs in asyncio: a NATS connection that reconnects forever by itself."""
+    return await nats.connect(
+        servers=[url],
+        name="trio-sync",
+        connect_timeout=2,
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        error_cb=_log_error,
+        disconnected_cb=_log_disconnected,
+        reconnected_cb=_log_reconnected,
+    )
+
+
+async def _log_error(exc: Exception) -> None:
+    log.debug("NATS: %s", _describe(exc))
+
+
+async def _log_disconnected() -> None:
+    log.warning("NATS: disconnected; reconnecting")
+
+
+async def _log_reconnected() -> None:
+    log.info("NATS: reconnected")
+
+
+async def run_jetstream(
+    url: str,
+    prefix: str,
+    ingestor: Ingestor,
+    translate: Translator,
+    *,
+    batch_size: int = 500,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Consume every output stream of ``prefix`` at ``url`` into ``ingestor``, forever.
+
+    Ready once each stream's committed position is read (NATS may still be unreachable:
+    the first connection is retried with backoff like every later one). Cancellation
+    stops every stream between batches and closes the connection.
+    """
+    async with trio.open_nursery() as nursery:
+        delay = 0.1
+        while True:
+            try:
+                nc = await run_asyncio(connect, url)
+                break
+            except NATS_ERRORS as exc:
+                if delay == 0.1:
+                    task_status.started()
+                    task_status = trio.TASK_STATUS_IGNORED
+                log.warning("NATS at %s: %s; retrying in %.1fs", url, _describe(exc), delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        try:
+            for settings in wire.STREAMS:
+                source = StreamSource(nc, prefix, settings, translate, batch_size=batch_size)
+                await nursery.start(run_source, source, ingestor)
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await _quietly(run_asyncio(nc.close))
