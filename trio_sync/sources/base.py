@@ -27,12 +27,15 @@ class Batch:
     """Messages ``items`` (in source order) and the source's position ``end`` after them.
 
     Every item's ``offset`` is its own position (``<= end``); ``token`` is whatever the
-    source needs to acknowledge the batch later (opaque to everyone else).
+    source needs to acknowledge the batch later (opaque to everyone else). ``restart``
+    set means the source's positions started again (a stream that was deleted and
+    created anew): everything after ``restart`` is new, whatever was committed before.
     """
 
     items: Sequence[Item]
     end: int
     token: object = None
+    restart: int | None = None
 
     @classmethod
     def of_raws(
@@ -76,6 +79,8 @@ async def run_source(
     committed = await ingestor.engine.read(source_offset, source.name)
     task_status.started()
     async for batch in source.batches(committed):
+        if batch.restart is not None:
+            committed = batch.restart
         fresh = [i for i in batch.items if i.offset is None or i.offset > committed]
         if batch.end > committed:
             await ingestor.submit_items(source.name, fresh, batch.end)

@@ -99,17 +99,19 @@ def stream_config(prefix: str, settings: wire.StreamSettings) -> StreamConfig:
     )
 
 
-async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
-    """Create the stream unless it exists (an existing one is left as its owner made it)."""
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> int:
+    """Create the stream unless it exists (an existing one is left as its owner made it);
+    its last sequence."""
     assert config.name is not None
     try:
-        await js.stream_info(config.name)
+        info = await js.stream_info(config.name)
     except nats.js.errors.NotFoundError:
         try:
-            await js.add_stream(config)
+            info = await js.add_stream(config)
         except nats.js.errors.BadRequestError:
             # Created concurrently (by Dendrite, or another stream task): fine if it exists.
-            await js.stream_info(config.name)
+            info = await js.stream_info(config.name)
+    return int(info.state.last_seq or 0)
 
 
 class StreamSource:
@@ -139,10 +141,21 @@ class StreamSource:
         self._config = stream_config(prefix, settings)
         self._acked = 0
 
-    async def _subscribe(self, after: int) -> JetStreamContext.PullSubscription:
+    async def _subscribe(self, after: int) -> tuple[JetStreamContext.PullSubscription, int]:
         """Runs in asyncio: the stream and our durable exist (created if missing, the
-        durable starting after ``after``); a pull subscription bound to it."""
-        await ensure_stream(self._js, self._config)
+        durable starting after ``after``); a pull subscription bound to it, and the
+        position to resume after (0 when the stream is younger than ``after``: it was
+        created anew, as a NATS restart does to a memory stream)."""
+        last = await ensure_stream(self._js, self._config)
+        if last < after:
+            log.warning(
+                "JetStream stream %s ends at %d, before the applied %d: it was created anew;"
+                " consuming it from its start",
+                self.stream,
+                last,
+                after,
+            )
+            after = 0
         try:
             await self._js.consumer_info(self.stream, self.durable)
         except nats.js.errors.NotFoundError:
@@ -162,7 +175,8 @@ class StreamSource:
                     **start,
                 ),
             )
-        return await self._js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        sub = await self._js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        return sub, after
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         """Runs in asyncio: the next messages, or [] after ``idle_timeout`` without any
@@ -184,7 +198,9 @@ class StreamSource:
         while True:
             sub = None
             try:
-                sub = await run_asyncio(self._subscribe, self._acked)
+                sub, after = await run_asyncio(self._subscribe, self._acked)
+                restart = after if after < self._acked else None
+                self._acked = after
                 if delay > 0.1:
                     log.info("JetStream stream %s: consuming again", self.stream)
                 delay = 0.1
@@ -194,7 +210,8 @@ class StreamSource:
                         continue
                     received = [_received(m) for m in msgs]
                     items = await self._translate(self.stream, received)
-                    yield Batch(items, received[-1].seq, msgs)
+                    yield Batch(items, received[-1].seq, msgs, restart)
+                    restart = None
             except NATS_ERRORS as exc:
                 log.warning(
                     "JetStream stream %s: %s; retrying in %.1fs",
