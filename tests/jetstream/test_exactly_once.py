@@ -52,14 +52,14 @@ async def test_a_bad_message_is_recorded_with_its_sequence_then_acked(
     await wait_committed(js_service, bus, TO_DEVICE, last)
     await wait_committed(js_service, bus, "OutputTypingEvent", 2)
 
-    found = await rejects(js_service)
+    found = sorted(await rejects(js_service), key=lambda r: r[0], reverse=True)
     assert [(source, seq) for source, seq, _, _ in found] == [
-        ("jetstream:" + bus.stream(TO_DEVICE), 1),
         ("jetstream:" + bus.stream("OutputTypingEvent"), 2),
+        ("jetstream:" + bus.stream(TO_DEVICE), 1),
     ]
-    assert "not JSON" in found[0][2]
-    assert found[0][3].startswith(b"NATS/1.0\r\n") and found[0][3].endswith(b"{not json")
-    assert "'typing'" in found[1][2]
+    assert "'typing'" in found[0][2]
+    assert "not JSON" in found[1][2]
+    assert found[1][3].startswith(b"NATS/1.0\r\n") and found[1][3].endswith(b"{not json")
     # The messages after the bad one were applied, and everything was acknowledged.
     token = await js_service.add_device(BOB, "PHONE")
     assert await to_device_numbers(js_service, token) == [1, 2]

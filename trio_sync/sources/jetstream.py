@@ -17,6 +17,7 @@ resumes from its durable; ``/sync`` keeps answering from what is stored meanwhil
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -140,6 +141,8 @@ class StreamSource:
         self._max_backoff = max_backoff
         self._config = stream_config(prefix, settings)
         self._acked = 0
+        #: Holds the stream's interest while our durable is being repositioned.
+        self._spare = self.durable + "Spare"
 
     async def _subscribe(self, after: int) -> tuple[JetStreamContext.PullSubscription, int]:
         """Runs in asyncio: the stream and our durable exist (created if missing, the
@@ -157,26 +160,43 @@ class StreamSource:
             )
             after = 0
         try:
-            await self._js.consumer_info(self.stream, self.durable)
+            info = await self._js.consumer_info(self.stream, self.durable)
         except nats.js.errors.NotFoundError:
-            start: dict[str, Any] = {"deliver_policy": DeliverPolicy.ALL}
-            if after > 0:
-                start = {
-                    "deliver_policy": DeliverPolicy.BY_START_SEQUENCE,
-                    "opt_start_seq": after + 1,
-                }
-            await self._js.add_consumer(
-                self.stream,
-                ConsumerConfig(
-                    durable_name=self.durable,
-                    ack_policy=AckPolicy.EXPLICIT,
-                    ack_wait=60.0,
-                    max_ack_pending=4 * self._batch_size,
-                    **start,
-                ),
-            )
+            await self._create(self.durable, after)
+        else:
+            if int(info.delivered.stream_seq or 0) > after:
+                await self._reposition(after)
+        await _delete_consumer(self._js, self.stream, self._spare)
         sub = await self._js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
         return sub, after
+
+    async def _create(self, durable: str, after: int) -> None:
+        """Runs in asyncio: a durable pull consumer delivering from ``after + 1``."""
+        start: dict[str, Any] = {"deliver_policy": DeliverPolicy.ALL}
+        if after > 0:
+            start = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": after + 1}
+        await self._js.add_consumer(
+            self.stream,
+            ConsumerConfig(
+                durable_name=durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=60.0,
+                max_ack_pending=4 * self._batch_size,
+                **start,
+            ),
+        )
+
+    async def _reposition(self, after: int) -> None:
+        """Runs in asyncio: our durable has handed out messages beyond ``after`` that
+        were never committed (the process died, or they were lost in transit); NATS would
+        deliver them again only after the ack wait, out of order. So it is created anew
+        at ``after + 1``, a spare durable holding the stream's interest meanwhile so that
+        no message is dropped between the two."""
+        log.info("JetStream stream %s: resuming our durable after %d", self.stream, after)
+        await _delete_consumer(self._js, self.stream, self._spare)
+        await self._create(self._spare, after)
+        await _delete_consumer(self._js, self.stream, self.durable)
+        await self._create(self.durable, after)
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         """Runs in asyncio: the next messages, or [] after ``idle_timeout`` without any
@@ -231,6 +251,12 @@ class StreamSource:
         self._acked = max(self._acked, batch.end)
         msgs: list[Msg] = batch.token  # type: ignore[assignment]
         await _quietly(run_asyncio(_ack_all, msgs))
+
+
+async def _delete_consumer(js: JetStreamContext, stream: str, name: str) -> None:
+    """Runs in asyncio: delete consumer ``name`` if it exists."""
+    with contextlib.suppress(nats.js.errors.NotFoundError):
+        await js.delete_consumer(stream, name)
 
 
 def _received(msg: Msg) -> Received:
@@ -375,26 +401,24 @@ async def run_jetstream(
     the first connection is retried with backoff like every later one). Cancellation
     stops every stream between batches and closes the connection.
     """
-    async with trio.open_nursery() as nursery:
-        delay = 0.1
-        while True:
-            try:
-                nc = await run_asyncio(connect, url)
-                break
-            except NATS_ERRORS as exc:
-                if delay == 0.1:
-                    task_status.started()
-                    task_status = trio.TASK_STATUS_IGNORED
-                log.warning("NATS at %s: %s; retrying in %.1fs", url, _describe(exc), delay)
-                await trio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+    delay = 0.1
+    while True:
         try:
+            nc = await run_asyncio(connect, url)
+            break
+        except NATS_ERRORS as exc:
+            if delay == 0.1:
+                task_status.started()
+                task_status = trio.TASK_STATUS_IGNORED
+            log.warning("NATS at %s: %s; retrying in %.1fs", url, _describe(exc), delay)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    try:
+        async with trio.open_nursery() as nursery:
             for settings in wire.STREAMS:
                 source = StreamSource(nc, prefix, settings, translate, batch_size=batch_size)
                 await nursery.start(run_source, source, ingestor)
             task_status.started()
-            await trio.sleep_forever()
-        finally:
-            nursery.cancel_scope.cancel()
-            with trio.CancelScope(shield=True), trio.move_on_after(2):
-                await _quietly(run_asyncio(nc.close))
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            await _quietly(run_asyncio(nc.close))
