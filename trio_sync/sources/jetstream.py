@@ -21,6 +21,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,11 +54,17 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "Dendrite"
 
+
+class DeliveryGap(Exception):
+    """Messages were handed out to us but never arrived (lost in a reconnection)."""
+
+
 #: Errors that mean "NATS is not reachable or not ready": retried with backoff.
 NATS_ERRORS: tuple[type[BaseException], ...] = (
     nats.errors.Error,
     asyncio.TimeoutError,
     OSError,
+    DeliveryGap,
 )
 
 
@@ -100,9 +107,9 @@ def stream_config(prefix: str, settings: wire.StreamSettings) -> StreamConfig:
     )
 
 
-async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> int:
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> tuple[int, datetime | None]:
     """Create the stream unless it exists (an existing one is left as its owner made it);
-    its last sequence."""
+    its last sequence and creation time."""
     assert config.name is not None
     try:
         info = await js.stream_info(config.name)
@@ -112,7 +119,7 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> int:
         except nats.js.errors.BadRequestError:
             # Created concurrently (by Dendrite, or another stream task): fine if it exists.
             info = await js.stream_info(config.name)
-    return int(info.state.last_seq or 0)
+    return int(info.state.last_seq or 0), info.created
 
 
 class StreamSource:
@@ -141,24 +148,29 @@ class StreamSource:
         self._max_backoff = max_backoff
         self._config = stream_config(prefix, settings)
         self._acked = 0
+        #: When the stream we consume was created: a different one later means a new stream.
+        self._created: datetime | None = None
         #: Holds the stream's interest while our durable is being repositioned.
         self._spare = self.durable + "Spare"
 
-    async def _subscribe(self, after: int) -> tuple[JetStreamContext.PullSubscription, int]:
+    async def _subscribe(self, after: int) -> tuple[JetStreamContext.PullSubscription, int, int]:
         """Runs in asyncio: the stream and our durable exist (created if missing, the
         durable starting after ``after``); a pull subscription bound to it, and the
         position to resume after (0 when the stream is younger than ``after``: it was
         created anew, as a NATS restart does to a memory stream)."""
-        last = await ensure_stream(self._js, self._config)
-        if last < after:
+        last, created = await ensure_stream(self._js, self._config)
+        renewed = None not in (created, self._created) and created != self._created
+        self._created = created
+        if after > 0 and (renewed or last < after):
             log.warning(
-                "JetStream stream %s ends at %d, before the applied %d: it was created anew;"
+                "JetStream stream %s was created anew (it ends at %d, we applied up to %d);"
                 " consuming it from its start",
                 self.stream,
                 last,
                 after,
             )
             after = 0
+        delivered = 0
         try:
             info = await self._js.consumer_info(self.stream, self.durable)
         except nats.js.errors.NotFoundError:
@@ -166,9 +178,11 @@ class StreamSource:
         else:
             if int(info.delivered.stream_seq or 0) > after:
                 await self._reposition(after)
+            else:
+                delivered = int(info.delivered.consumer_seq or 0)
         await _delete_consumer(self._js, self.stream, self._spare)
         sub = await self._js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
-        return sub, after
+        return sub, after, delivered
 
     async def _create(self, durable: str, after: int) -> None:
         """Runs in asyncio: a durable pull consumer delivering from ``after + 1``."""
@@ -218,7 +232,7 @@ class StreamSource:
         while True:
             sub = None
             try:
-                sub, after = await run_asyncio(self._subscribe, self._acked)
+                sub, after, delivered = await run_asyncio(self._subscribe, self._acked)
                 restart = after if after < self._acked else None
                 self._acked = after
                 if delay > 0.1:
@@ -228,6 +242,7 @@ class StreamSource:
                     msgs = await run_asyncio(self._fetch, sub)
                     if not msgs:
                         continue
+                    delivered = _check_contiguous(msgs, delivered)
                     received = [_received(m) for m in msgs]
                     items = await self._translate(self.stream, received)
                     yield Batch(items, received[-1].seq, msgs, restart)
@@ -257,6 +272,20 @@ async def _delete_consumer(js: JetStreamContext, stream: str, name: str) -> None
     """Runs in asyncio: delete consumer ``name`` if it exists."""
     with contextlib.suppress(nats.js.errors.NotFoundError):
         await js.delete_consumer(stream, name)
+
+
+def _check_contiguous(msgs: Sequence[Msg], delivered: int) -> int:
+    """The consumer's delivery sequence after ``msgs``, which must follow ``delivered``
+    without a gap: NATS would hand the missing ones out again only after the ack wait,
+    behind later ones, and a later sequence committed first would hide them. A gap
+    raises :class:`DeliveryGap`: the durable is then repositioned after what is committed.
+    """
+    for msg in msgs:
+        seq = msg.metadata.sequence.consumer
+        if seq != delivered + 1:
+            raise DeliveryGap(f"delivery {seq} follows {delivered}")
+        delivered = seq
+    return delivered
 
 
 def _received(msg: Msg) -> Received:

@@ -1,0 +1,201 @@
+"""A NATS server restarted while Dendrite publishes: trio-sync reconnects and resumes.
+
+This test runs a NATS server of its own (``nats-server -js`` on a free port, with its own
+store directory), so that restarting it disturbs nobody else. Numbered to-device messages
+are published throughout; the server is stopped and started again half way; /sync keeps
+answering meanwhile, and in the end every stored message was applied exactly once. The
+typing stream, kept in memory, is lost by the restart and created anew (as Dendrite does
+on reconnecting); trio-sync consumes the new one from its start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import socket
+import subprocess
+from collections import Counter
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+
+import httpx
+import nats
+import orjson
+import pytest
+import trio
+
+from trio_sync import Config, Service, open_service
+from trio_sync.bridge import open_bridge, run_asyncio
+from trio_sync.roomlog import RoomLog
+from trio_sync.storage import Conn
+
+from ..e2e.conftest import ALICE, BOB, SERVER, sync
+from .conftest import DendriteBus, new_prefix, wait_committed
+
+MESSAGES = 400
+ROOM = f"!restart:{SERVER}"
+TO_DEVICE = "OutputSendToDeviceEvent"
+
+
+class PrivateNats:
+    """``nats-server -js`` on a free port of 127.0.0.1, restartable on the same store."""
+
+    def __init__(self, store: Path) -> None:
+        binary = shutil.which("nats-server")
+        if binary is None:
+            pytest.fail("nats-server is not installed (Debian package nats-server)")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.command = [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(store)]
+        self.process: trio.Process | None = None
+
+    async def start(self) -> None:
+        self.process = await trio.lowlevel.open_process(
+            self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        with trio.fail_after(10):
+            while True:
+                try:
+                    stream = await trio.open_tcp_stream("127.0.0.1", self.port)
+                    await stream.aclose()
+                    return
+                except OSError:
+                    await trio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            with trio.move_on_after(10):
+                await self.process.wait()
+            if self.process.poll() is None:
+                self.process.kill()
+                await self.process.wait()
+
+
+@pytest.fixture
+async def private_nats(tmp_path: Path) -> AsyncIterator[PrivateNats]:
+    server = PrivateNats(tmp_path / "jetstream")
+    await server.start()
+    try:
+        yield server
+    finally:
+        with trio.CancelScope(shield=True):
+            await server.stop()
+
+
+async def inbox_numbers(service: Service) -> list[int]:
+    async def op(conn: Conn) -> list[int]:
+        rows = await conn.fetch("SELECT content FROM device_inbox")
+        return [orjson.loads(r[0])["n"] for r in rows]
+
+    return await service.engine.read(op)
+
+
+async def stream_numbers(bus: DendriteBus, first: int, last: int) -> list[int]:
+    """The ``n`` of every to-device message the stream holds."""
+
+    async def go() -> list[int]:
+        found = []
+        for seq in range(first, last + 1):
+            try:
+                msg = await bus.js.get_msg(bus.stream(TO_DEVICE), seq)
+            except nats.js.errors.NotFoundError:
+                continue
+            assert msg.data is not None
+            found.append(orjson.loads(msg.data)["content"]["n"])
+        return found
+
+    return await run_asyncio(go)
+
+
+async def test_nats_restarted_under_load(private_nats: PrivateNats, config: Config) -> None:
+    async with open_bridge():
+        nc = await run_asyncio(
+            partial(
+                nats.connect, private_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2
+            )
+        )
+        bus = DendriteBus(nc, new_prefix())
+        await bus.setup()
+        cfg = dataclasses.replace(config, jetstream=private_nats.url, jetstream_prefix=bus.prefix)
+        async with (
+            open_service(cfg) as service,
+            httpx.AsyncClient(base_url=service.addresses[0], timeout=30) as http,
+        ):
+            token = await service.add_device(BOB, "PHONE")
+            log = RoomLog(SERVER)
+            for message in [
+                *log.create_room(ROOM, ALICE, "Restart"),
+                log.member(ROOM, BOB, "join"),
+            ]:
+                seq = await bus.room_event(message)
+            await wait_committed(service, bus, "OutputRoomEvent", seq)
+            since = (await sync(http, token))["next_batch"]
+            await bus.typing(BOB, ROOM, True, 30_000)
+            await wait_committed(service, bus, "OutputTypingEvent", 1)
+            acked: dict[int, int] = {}  # stream sequence → n, for publishes NATS acknowledged
+            attempts: Counter[int] = Counter()
+
+            async def publish() -> None:
+                for n in range(1, MESSAGES + 1):
+                    with trio.fail_after(30):
+                        while True:
+                            attempts[n] += 1
+                            try:
+                                seq = await bus.send_to_device(
+                                    ALICE, BOB, "PHONE", "org.example.n", {"n": n}
+                                )
+                                acked[seq] = n
+                                break
+                            except (nats.errors.Error, TimeoutError):
+                                await trio.sleep(0.1)
+                    if n % 20 == 0:
+                        await trio.sleep(0.01)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(publish)
+                with trio.fail_after(30):
+                    while len(acked) < MESSAGES // 3:  # noqa: ASYNC110
+                        await trio.sleep(0.01)
+                await private_nats.stop()
+                # NATS is down: /sync still answers from what is stored.
+                body = await sync(http, token, timeout=0)
+                assert body["next_batch"]
+                await trio.sleep(1)
+                await private_nats.start()
+            assert len(acked) == MESSAGES
+
+            # Dendrite recreates its streams on reconnecting: the memory ones are new.
+            await bus.setup()
+            typing_seq = await bus.typing(ALICE, ROOM, True, 30_000)
+            assert typing_seq == 1
+
+            info = await run_asyncio(bus.js.stream_info, bus.stream(TO_DEVICE))
+            await wait_committed(service, bus, TO_DEVICE, int(info.state.last_seq))
+            first = int(info.state.first_seq)
+            held = await stream_numbers(bus, first, int(info.state.last_seq))
+            numbers = Counter(await inbox_numbers(service))
+            # Every message the stream holds was applied.
+            assert not Counter(held) - numbers
+            # Interest retention removes a message only once every durable, trio-sync's
+            # included, has acknowledged it: those below the stream's first were applied.
+            assert all(numbers[n] >= 1 for seq, n in acked.items() if seq < first)
+            # Nothing was applied twice: no more often than it was published (a publish
+            # whose acknowledgement was lost in the restart is retried, and may be stored
+            # twice).
+            assert all(count <= attempts[n] for n, count in numbers.items())
+            # The new typing stream's first message was applied, not taken for one
+            # already seen (its sequence, 1, was committed on the old stream).
+            with trio.fail_after(10):
+                while True:
+                    body = await sync(http, token, since=since, timeout=1000)
+                    since = body["next_batch"]
+                    room = body.get("rooms", {}).get("join", {}).get(ROOM, {})
+                    events = room.get("ephemeral", {}).get("events", [])
+                    typing = [e for e in events if e["type"] == "m.typing"]
+                    if typing and ALICE in typing[0]["content"]["user_ids"]:
+                        break
+        await run_asyncio(nc.close)
