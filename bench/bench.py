@@ -290,8 +290,9 @@ async def _ingest_in_process(url: str, raws: list[bytes]) -> tuple[int, float]:
 class Server:
     """``trio-sync serve`` in a subprocess of its own; always stopped by ``stop``."""
 
-    def __init__(self, database: str, workdir: Path) -> None:
+    def __init__(self, database: str, workdir: Path, extra_args: Sequence[str] = ()) -> None:
         self.database = database
+        self.extra_args = list(extra_args)
         self.log_path = workdir / "server.log"
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -304,6 +305,7 @@ class Server:
             "--listen", f"{HOST}:{self.port}",
             "--server-name", SERVER_NAME,
             "--ingest-secret", INGEST_SECRET,
+            *self.extra_args,
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(

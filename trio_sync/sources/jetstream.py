@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -122,6 +123,68 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> tuple[int
     return int(info.state.last_seq or 0), info.created
 
 
+class Puller:
+    """Runs in asyncio: a pull consumer's messages, as soon as they arrive.
+
+    One pull request for ``batch`` messages (expiring after ``idle`` seconds) is kept
+    outstanding on an inbox of our own; :meth:`fetch` returns whatever has arrived, or
+    waits for the first message. A new request is sent once the last one is used up or
+    ended (NATS answers an expired request with status 408), so a message published while
+    we wait reaches us at once, and a busy stream streams in batches.
+    """
+
+    def __init__(self, nc: NATS, stream: str, durable: str, batch: int, idle: float) -> None:
+        self._nc = nc
+        self._subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._batch = batch
+        self._idle = idle
+        self._inbox = nc.new_inbox()
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._sub: Any = None
+        self._outstanding = 0
+        self._requested_at = 0.0
+
+    async def open(self) -> None:
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._arrived)
+
+    async def _arrived(self, msg: Msg) -> None:
+        self._queue.put_nowait(msg)
+
+    async def _request(self) -> None:
+        body = {"batch": self._batch, "expires": int(self._idle * 1e9)}
+        self._outstanding = self._batch
+        self._requested_at = time.monotonic()
+        await self._nc.publish(self._subject, orjson.dumps(body), reply=self._inbox)
+
+    def _take(self, msg: Msg, into: list[Msg]) -> None:
+        status = (msg.headers or {}).get("Status")
+        if status is None:
+            into.append(msg)
+            self._outstanding -= 1
+        elif status != "100":  # 404/408/409: this request is over (100 is a heartbeat)
+            self._outstanding = 0
+
+    async def fetch(self) -> list[Msg]:
+        """What has arrived (at most ``batch``), waiting up to ``idle`` for the first."""
+        if self._outstanding <= 0 or time.monotonic() > self._requested_at + self._idle + 1:
+            # Used up, ended, or lost (a reconnection drops pending requests).
+            await self._request()
+        msgs: list[Msg] = []
+        try:
+            self._take(await asyncio.wait_for(self._queue.get(), self._idle), msgs)
+        except TimeoutError:
+            return msgs
+        while not self._queue.empty() and len(msgs) < self._batch:
+            self._take(self._queue.get_nowait(), msgs)
+        if self._outstanding <= 0:
+            await self._request()
+        return msgs
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+
+
 class StreamSource:
     """One output stream as a :class:`~trio_sync.sources.base.Source`."""
 
@@ -153,7 +216,7 @@ class StreamSource:
         #: Holds the stream's interest while our durable is being repositioned.
         self._spare = self.durable + "Spare"
 
-    async def _subscribe(self, after: int) -> tuple[JetStreamContext.PullSubscription, int, int]:
+    async def _subscribe(self, after: int) -> tuple[Puller, int, int]:
         """Runs in asyncio: the stream and our durable exist (created if missing, the
         durable starting after ``after``); a pull subscription bound to it, and the
         position to resume after (0 when the stream is younger than ``after``: it was
@@ -181,7 +244,8 @@ class StreamSource:
             else:
                 delivered = int(info.delivered.consumer_seq or 0)
         await _delete_consumer(self._js, self.stream, self._spare)
-        sub = await self._js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        sub = Puller(self._nc, self.stream, self.durable, self._batch_size, self._idle_timeout)
+        await sub.open()
         return sub, after, delivered
 
     async def _create(self, durable: str, after: int) -> None:
@@ -212,14 +276,13 @@ class StreamSource:
         await _delete_consumer(self._js, self.stream, self.durable)
         await self._create(self.durable, after)
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
+    async def _fetch(self, sub: Puller) -> list[Msg]:
         """Runs in asyncio: the next messages, or [] after ``idle_timeout`` without any
         (then the consumer is checked to still exist, as a restart may have lost it)."""
-        try:
-            return await sub.fetch(self._batch_size, timeout=self._idle_timeout)
-        except TimeoutError:
+        msgs = await sub.fetch()
+        if not msgs:
             await self._js.consumer_info(self.stream, self.durable)
-            return []
+        return msgs
 
     async def batches(self, after: int) -> AsyncIterator[Batch]:
         """The stream's messages after sequence ``after``, a fetch at a time, forever.
@@ -257,7 +320,7 @@ class StreamSource:
             finally:
                 if sub is not None:
                     with trio.CancelScope(shield=True), trio.move_on_after(1):
-                        await _quietly(run_asyncio(sub.unsubscribe))
+                        await _quietly(run_asyncio(sub.close))
             await trio.sleep(delay)
             delay = min(delay * 2, self._max_backoff)
 
