@@ -134,6 +134,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--jetstream-prefix", dest="jetstream_prefix", help="stream name prefix (default Dendrite)"
     )
+    serve.add_argument(
+        "--homeserver-database",
+        dest="homeserver_database",
+        help="the homeserver's PostgreSQL database, read only (postgresql://...)",
+    )
 
     token = sub.add_parser("token", help="manage access tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
@@ -172,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ingest_secret",
             "jetstream",
             "jetstream_prefix",
+            "homeserver_database",
         )
     }
     try:

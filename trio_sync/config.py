@@ -34,6 +34,8 @@ class Config:
     #: ``nats://HOST:PORT`` of a homeserver's NATS JetStream: consume its output streams.
     jetstream: str | None = None
     jetstream_prefix: str = "Dendrite"
+    #: The homeserver's own PostgreSQL database (Dendrite's), read only.
+    homeserver_database: str | None = None
 
     def with_overrides(self, values: Mapping[str, Any]) -> Config:
         """A copy with every non-None value of ``values`` that names a field applied."""
