@@ -23,6 +23,7 @@ from hypercorn.trio import serve
 from .bridge import open_bridge
 from .config import Config
 from .homeserver import HomeserverDatabase, open_optional_homeserver_database
+from .homeserver.lookups import HomeserverLookups
 from .http.app import create_app
 from .http.asgi import ASGIApp
 from .ingest import Applied, Ingestor, follow_file
@@ -126,7 +127,12 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
             await nursery.start(run_typing_expiry, notifier.typing, notifier.typing_expired)
             presence = PresenceTracker(client_writer(ingestor))
             await nursery.start(presence.run)
-            handler = SyncHandler(engine, notifier, presence)
+            lookups = (
+                None if homeserver_db is None else HomeserverLookups(homeserver_db.engine, engine)
+            )
+            handler = SyncHandler(
+                engine, notifier, presence, None if lookups is None else lookups.key_counts
+            )
             service = Service(config, engine, notifier, ingestor, handler, homeserver_db)
             service.app = create_app(service)
             if config.log:
@@ -146,7 +152,11 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
                         config.jetstream,
                         config.jetstream_prefix,
                         ingestor,
-                        Translator(config.jetstream_prefix),
+                        Translator(
+                            config.jetstream_prefix,
+                            None if lookups is None else lookups.account_data,
+                            None if lookups is None else lookups.complete_state,
+                        ),
                         batch_size=config.batch_size,
                     )
                 )

@@ -312,9 +312,10 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
     if len(set(keys)) != len(keys):
         raise BadMessage("adds_state_event_ids adds two events for one (type, state_key)")
 
+    supplied_new = False
     for extra in m.add_state_events:
         if extra.event_id != ev.event_id:
-            await _insert_event(conn, pos, extra, extra.unsigned, exclude=True)
+            supplied_new |= await _insert_event(conn, pos, extra, extra.unsigned, exclude=True)
     unsigned = dict(ev.unsigned)
     if ev.state_key is not None:
         prev = await conn.fetchrow(
@@ -368,13 +369,17 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
         if row[1] is not None and row[0] not in re_added:
             out.memberships.append((ev.room_id, row[0], "leave"))
     for event_id, (etype, state_key, membership) in adds.items():
+        # State whose events came with this message (a join over federation) was the
+        # room's state before the event: it takes effect at the last supplied event's
+        # position, allocated in this same transaction (so no sync token lies between).
+        change_at = at - 1 if supplied_new and event_id != ev.event_id else at
         await conn.execute(
             "UPDATE room_state SET removed_at = $4 WHERE room_id = $1 AND type = $2 "
             "AND state_key = $3 AND removed_at = $5",
             ev.room_id,
             etype,
             state_key,
-            at,
+            change_at,
             FOREVER,
         )
         await conn.execute(
@@ -385,7 +390,7 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
             state_key,
             event_id,
             membership,
-            at,
+            change_at,
             FOREVER,
         )
         if membership is not None:

@@ -13,6 +13,7 @@ sent before).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import trio
@@ -27,7 +28,7 @@ from ..tokens import StreamToken
 from .memory_only import NO_STORAGE, KeyCountCache, StorageNeeded, only_typing_moved
 from .presence_tracker import PresenceTracker
 from .request import SyncRequest
-from .response import SyncContext, SyncResponse
+from .response import KeyCounts, SyncContext, SyncResponse
 from .streams import PROVIDERS
 from .streams.to_device import ToDeviceAcks
 from .timeline import Viewer
@@ -56,13 +57,20 @@ class SyncHandler:
     """Answers ``/sync`` for authenticated devices."""
 
     def __init__(
-        self, engine: Engine, notifier: Notifier, presence: PresenceTracker | None = None
+        self,
+        engine: Engine,
+        notifier: Notifier,
+        presence: PresenceTracker | None = None,
+        key_counts: Callable[[Device], Awaitable[KeyCounts]] | None = None,
     ) -> None:
         self._engine = engine
         self._notifier = notifier
         self.presence = presence
         self._acks = ToDeviceAcks()
         self._key_counts = KeyCountCache()
+        #: Where a device's one-time-key counts live when the homeserver keeps them (read
+        #: at every sync); None: trio-sync's own store (``one_time_keys`` log messages).
+        self._homeserver_key_counts = key_counts
         #: Each user's ignored users, with the account-data position they were read at: a
         #: change to them moves that position, so an entry is good while it has not moved.
         self._ignored: dict[str, tuple[int, frozenset[str]]] = {}
@@ -143,7 +151,10 @@ class SyncHandler:
         # those at ``now.pdu``; providers of room-scoped streams need not query them.
         joined = [r for r in self._notifier.rooms_of(device.user_id) if filt.room.allows_room(r)]
         epoch = self._notifier.key_counts_epoch
-        key_counts = self._key_counts.get(device, epoch)
+        if self._homeserver_key_counts is not None:
+            key_counts: KeyCounts | None = await self._homeserver_key_counts(device)
+        else:
+            key_counts = self._key_counts.get(device, epoch)
         ctx = SyncContext(
             device.user_id,
             device.device_id,
