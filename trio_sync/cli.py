@@ -128,6 +128,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--server-name", dest="server_name")
     serve.add_argument("--log", help="JSON-lines room-server output log to follow")
     serve.add_argument("--ingest-secret", dest="ingest_secret", help="enables HTTP ingest push")
+    serve.add_argument(
+        "--homeserver-database",
+        dest="homeserver_database",
+        help="the homeserver's PostgreSQL database, read only (postgresql://...)",
+    )
 
     token = sub.add_parser("token", help="manage access tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
@@ -158,7 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     cli: dict[str, Any] = {
         k: getattr(args, k, None)
-        for k in ("database", "listen", "server_name", "log", "ingest_secret")
+        for k in (
+            "database",
+            "listen",
+            "server_name",
+            "log",
+            "ingest_secret",
+            "homeserver_database",
+        )
     }
     try:
         config = load_config(cli, config_file=args.config)

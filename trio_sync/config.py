@@ -31,6 +31,8 @@ class Config:
     keep_alive_timeout: float = 30.0
     batch_size: int = 500
     follow_poll_interval: float = 0.2
+    #: The homeserver's own PostgreSQL database (Dendrite's), read only.
+    homeserver_database: str | None = None
 
     def with_overrides(self, values: Mapping[str, Any]) -> Config:
         """A copy with every non-None value of ``values`` that names a field applied."""

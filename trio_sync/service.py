@@ -22,6 +22,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from .config import Config
+from .homeserver import HomeserverDatabase, open_optional_homeserver_database
 from .http.app import create_app
 from .http.asgi import ASGIApp
 from .ingest import Applied, Ingestor, follow_file
@@ -46,6 +47,8 @@ class Service:
     notifier: Notifier
     ingestor: Ingestor
     sync: SyncHandler
+    #: The homeserver's database (read only), when ``config.homeserver_database`` is set.
+    homeserver_db: HomeserverDatabase | None = None
     app: ASGIApp = field(init=False)
     addresses: list[str] = field(default_factory=list)
 
@@ -125,14 +128,15 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
     """
     async with open_engine(config.database) as engine:
         notifier = Notifier(await engine.read(current_token), await engine.read(joined_rooms_map))
-        async with trio.open_nursery() as nursery:
+        homeserver = open_optional_homeserver_database(config.homeserver_database)
+        async with homeserver as homeserver_db, trio.open_nursery() as nursery:
             ingestor = Ingestor(engine, notifier)
             await nursery.start(ingestor.run)
             await nursery.start(run_typing_expiry, notifier.typing, notifier.typing_expired)
             presence = PresenceTracker(client_writer(ingestor))
             await nursery.start(presence.run)
             handler = SyncHandler(engine, notifier, presence)
-            service = Service(config, engine, notifier, ingestor, handler)
+            service = Service(config, engine, notifier, ingestor, handler, homeserver_db)
             service.app = create_app(service)
             if config.log:
                 await nursery.start(
