@@ -2,7 +2,7 @@
 -- Each event of a room's history has a key (topo_anchor, topo_sub, pos):
 --   * events of the room stream: (pos, 2^62, pos), so stream order;
 --   * backfilled events (old_room_event): (anchor, depth, pos), where anchor is the
---     position of the first stream event of the room deeper than the event when it was
+--     smallest anchor of the room's history events deeper than the event when it was
 --     stored (its own position if there is none): backfilled history sits just before the
 --     stream event it precedes, in topological order (depth, then position).
 -- Outliers (state events sent along with a state delta) have no key: they are not history.

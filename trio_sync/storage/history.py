@@ -147,12 +147,13 @@ async def history_event(
 
 
 async def backfill_anchor(conn: Conn, room_id: str, depth: int) -> int | None:
-    """Where a backfilled event of ``depth`` goes: the first stream event of the room
-    deeper than it (None: there is none)."""
+    """Where a backfilled event of ``depth`` goes: with the first event of the room's
+    history deeper than it — before the first such stream event, or with the earliest
+    such backfilled one (None: there is none)."""
     value = await conn.fetchval(
-        "SELECT MIN(pos) FROM events WHERE room_id = $1 AND topo_sub = $2 AND depth > $3",
+        "SELECT MIN(topo_anchor) FROM events WHERE room_id = $1 AND depth > $2 "
+        "AND topo_anchor IS NOT NULL",
         room_id,
-        STREAM_SUB,
         depth,
     )
     return None if value is None else int(value)
