@@ -10,10 +10,11 @@ import orjson
 import pytest
 import trio
 
-from trio_sync.ingest import Ingestor, follow_file
-from trio_sync.ingest.runner import current_token, file_source, source_offset
+from trio_sync.ingest import Ingestor
+from trio_sync.ingest.runner import current_token, source_offset
 from trio_sync.notifier import Notifier
 from trio_sync.roomlog import RoomLog, dumps_lines
+from trio_sync.sources.file import file_source, follow_file
 from trio_sync.storage import Engine
 
 from .support import ALICE, ROOM, Message, event_id_of, pdu_of, rejects, snapshot, stored_events
@@ -37,7 +38,7 @@ class Progress:
         self.done = 0
         self._changed = trio.Event()
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, messages: int) -> None:
         self.done = done
         self._changed.set()
         self._changed = trio.Event()
@@ -180,7 +181,7 @@ async def test_small_batches_keep_order_and_offsets(
     path.write_bytes(dumps_lines(messages))
     seen: list[int] = []
     await follow_file(
-        str(path), ingestor, follow=False, batch_lines=2, progress=lambda d, t: seen.append(d)
+        str(path), ingestor, follow=False, batch_lines=2, progress=lambda d, t, n: seen.append(d)
     )
     assert await stored_events(engine) == list(
         enumerate([event_id_of(m) for m in messages], start=1)
