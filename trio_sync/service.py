@@ -29,7 +29,7 @@ from .ingest import Applied, Ingestor
 from .ingest.runner import current_token
 from .notifier import Notifier
 from .observability.endpoints import ops_app
-from .observability.health import Readiness
+from .observability.health import DatabaseProbe, Readiness
 from .observability.metrics import install_gc_timing, service_registry
 from .sources.file import follow_file
 from .storage import Engine, open_engine
@@ -52,6 +52,7 @@ class Service:
     ingestor: Ingestor
     sync: SyncHandler
     readiness: Readiness
+    probe: DatabaseProbe
     app: ASGIApp = field(init=False)
     registry: CollectorRegistry = field(init=False)
     addresses: list[str] = field(default_factory=list)
@@ -193,7 +194,9 @@ async def _open_service(
             presence = PresenceTracker(client_writer(ingestor))
             await nursery.start(presence.run)
             handler = SyncHandler(engine, notifier, presence)
-            service = Service(config, engine, notifier, ingestor, handler, readiness)
+            probe = DatabaseProbe(engine)
+            await nursery.start(probe.run)
+            service = Service(config, engine, notifier, ingestor, handler, readiness, probe)
             service.registry = registry
             service.app = create_app(service)
             if config.log:
