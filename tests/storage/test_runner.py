@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -11,24 +10,12 @@ import pytest
 import trio
 
 from trio_sync.ingest import Ingestor
-from trio_sync.ingest.runner import current_token, source_offset
-from trio_sync.notifier import Notifier
+from trio_sync.ingest.runner import source_offset
 from trio_sync.roomlog import RoomLog, dumps_lines
 from trio_sync.sources.file import file_source, follow_file
 from trio_sync.storage import Engine
 
 from .support import ALICE, ROOM, Message, event_id_of, pdu_of, rejects, snapshot, stored_events
-
-
-@pytest.fixture
-async def ingestor(engine: Engine) -> AsyncIterator[Ingestor]:
-    """The ingest task, running."""
-    async with trio.open_nursery() as nursery:
-        notifier = Notifier(await engine.read(current_token))
-        task = Ingestor(engine, notifier, retry_delay=0.01)
-        await nursery.start(task.run)
-        yield task
-        nursery.cancel_scope.cancel()
 
 
 class Progress:
