@@ -32,7 +32,9 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 
 @contextmanager
 def running(*args: str, ready: str) -> Iterator[tuple[subprocess.Popen[str], re.Match[str]]]:
-    """Start the CLI, wait for a stdout line matching ``ready``; kill it if still running."""
+    """Start the CLI, wait for a stdout line matching ``ready``; kill it if still running.
+
+    Once it has ended, its whole stderr is ``proc.captured_stderr``."""
     with (
         tempfile.TemporaryFile("w+") as stderr,
         subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=stderr, text=True) as proc,
@@ -56,6 +58,8 @@ def running(*args: str, ready: str) -> Iterator[tuple[subprocess.Popen[str], re.
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=10)
+            stderr.seek(0)
+            proc.captured_stderr = stderr.read()  # type: ignore[attr-defined]
 
 
 def community_log(path: Path) -> list[str]:
