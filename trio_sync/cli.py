@@ -275,6 +275,10 @@ _SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
         "seconds between looks at a followed log that has not grown (default 0.2)",
         {"type": float, "metavar": "SECONDS"},
     ),
+    "homeserver_database": (
+        "the homeserver's PostgreSQL database, read only (postgresql://...)",
+        {"metavar": "URL"},
+    ),
     "access_log": (
         "log one line per HTTP request (method, path, status, duration, user)",
         {"action": "store_const", "const": True},

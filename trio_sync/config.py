@@ -35,6 +35,8 @@ class Config:
     access_log: bool = False
     log_format: str = "text"
     metrics_listen: str | None = None
+    #: The homeserver's own PostgreSQL database (Dendrite's), read only.
+    homeserver_database: str | None = None
 
     def with_overrides(self, values: Mapping[str, Any], origin: str = "") -> Config:
         """A copy with every non-None value of ``values`` that names a field applied.

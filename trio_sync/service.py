@@ -23,6 +23,7 @@ from hypercorn.trio import serve
 from prometheus_client import CollectorRegistry
 
 from .config import Config
+from .homeserver import HomeserverDatabase, open_optional_homeserver_database
 from .http.app import create_app
 from .http.asgi import ASGIApp
 from .ingest import Applied, Ingestor
@@ -53,6 +54,8 @@ class Service:
     sync: SyncHandler
     readiness: Readiness
     probe: DatabaseProbe
+    #: The homeserver's database (read only), when ``config.homeserver_database`` is set.
+    homeserver_db: HomeserverDatabase | None = None
     app: ASGIApp = field(init=False)
     registry: CollectorRegistry = field(init=False)
     addresses: list[str] = field(default_factory=list)
@@ -186,7 +189,8 @@ async def _open_service(
     async with open_engine(config.database) as engine:
         readiness.phase = "loading positions"
         notifier = Notifier(await engine.read(current_token), await engine.read(joined_rooms_map))
-        async with trio.open_nursery() as nursery:
+        homeserver = open_optional_homeserver_database(config.homeserver_database)
+        async with homeserver as homeserver_db, trio.open_nursery() as nursery:
             readiness.phase = "starting ingest"
             ingestor = Ingestor(engine, notifier)
             await nursery.start(ingestor.run)
@@ -196,7 +200,9 @@ async def _open_service(
             handler = SyncHandler(engine, notifier, presence)
             probe = DatabaseProbe(engine)
             await nursery.start(probe.run)
-            service = Service(config, engine, notifier, ingestor, handler, readiness, probe)
+            service = Service(
+                config, engine, notifier, ingestor, handler, readiness, probe, homeserver_db
+            )
             service.registry = registry
             service.app = create_app(service)
             if config.log:

@@ -16,9 +16,9 @@ from typing import Any
 
 import asyncpg
 import trio
-import trio_asyncio
 
-from ..errors import StorageError, sole_exception
+from ..bridge import open_bridge, run_asyncio
+from ..errors import StorageError
 from ..observability.metrics import DB_OPERATION
 from .engine import Array, Conn, Op, P, Row, T
 
@@ -67,8 +67,9 @@ class PostgresEngine:
 
     name = "postgres"
 
-    def __init__(self, dsn: str, readers: int = 4) -> None:
+    def __init__(self, dsn: str, readers: int = 4, *, readonly: bool = False) -> None:
         self._dsn = dsn
+        self._settings = {"default_transaction_read_only": "on"} if readonly else {}
         self._writer = _Slot()
         self._write_lock = trio.Lock()
         self._readers = [_Slot() for _ in range(readers)]
@@ -80,7 +81,9 @@ class PostgresEngine:
         """Runs inside asyncio: (re)connect if needed, then the operation."""
         try:
             if slot.conn is None or slot.conn.is_closed():
-                slot.conn = await asyncpg.connect(self._dsn, timeout=10)
+                slot.conn = await asyncpg.connect(
+                    self._dsn, timeout=10, server_settings=self._settings
+                )
             conn = slot.conn
             if tx is None:
                 return await op(_PgConn(conn), *args, **kwargs)
@@ -107,9 +110,7 @@ class PostgresEngine:
         async with self._reader_slots:
             slot = self._readers.pop()
             try:
-                return await trio_asyncio.aio_as_trio(self._run)(  # type: ignore[no-any-return]
-                    slot, op, args, kwargs, tx
-                )
+                return await run_asyncio(self._run, slot, op, args, kwargs, tx)
             finally:
                 self._readers.append(slot)
                 _READ_TIME.observe(time.perf_counter() - started)
@@ -124,8 +125,8 @@ class PostgresEngine:
         started = time.perf_counter()
         try:
             async with self._write_lock:
-                return await trio_asyncio.aio_as_trio(self._run)(  # type: ignore[no-any-return]
-                    self._writer, op, args, kwargs, ("read_committed", False)
+                return await run_asyncio(
+                    self._run, self._writer, op, args, kwargs, ("read_committed", False)
                 )
         finally:
             _WRITE_TIME.observe(time.perf_counter() - started)
@@ -144,26 +145,26 @@ class PostgresEngine:
 
 
 @asynccontextmanager
-async def open_postgres(dsn: str) -> AsyncIterator[PostgresEngine]:
-    """Connect to ``dsn`` inside a trio-asyncio loop; close everything on exit.
+async def open_postgres(
+    dsn: str, *, readonly: bool = False, readers: int = 4
+) -> AsyncIterator[PostgresEngine]:
+    """Connect to ``dsn`` over the process's trio-asyncio bridge; close everything on exit.
 
-    Raises :class:`StorageError` when the server cannot be reached.
+    With ``readonly``, every session is opened with ``default_transaction_read_only``, so
+    the server itself refuses any write (used for a homeserver's database, which trio-sync
+    only reads). Raises :class:`StorageError` when the server cannot be reached.
     """
-    try:
-        async with trio_asyncio.open_loop():
-            engine = PostgresEngine(dsn)
-            try:
-                await engine.write(_ping)
-            except StorageError as exc:
-                raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
-            try:
-                yield engine
-            finally:
-                with trio.CancelScope(shield=True):
-                    await trio_asyncio.aio_as_trio(engine._close)()
-    except BaseExceptionGroup as group:
-        # The bridge's loop runs a nursery of its own; pass on what was raised, unwrapped.
-        raise sole_exception(group) from None
+    async with open_bridge():
+        engine = PostgresEngine(dsn, readers=readers, readonly=readonly)
+        try:
+            await engine.read_one(_ping)
+        except StorageError as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        try:
+            yield engine
+        finally:
+            with trio.CancelScope(shield=True):
+                await run_asyncio(engine._close)
 
 
 async def _ping(conn: Conn) -> None:
