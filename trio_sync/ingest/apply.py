@@ -73,6 +73,8 @@ class Applied:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    #: (offset, reason) of each rejected message, in log order.
+    rejects: list[tuple[int | None, str]] = field(default_factory=list)
 
     def merge(self, later: Applied) -> None:
         """Fold in what a later batch changed."""
@@ -90,6 +92,7 @@ class Applied:
         self.accepted += later.accepted
         self.duplicates += later.duplicates
         self.rejected += later.rejected
+        self.rejects += later.rejects
 
 
 class _Positions:
@@ -165,6 +168,7 @@ async def apply_batch(
             await _apply(conn, positions, out, message)
         except BadMessage as exc:
             out.rejected += 1
+            out.rejects.append((item.offset, str(exc)[:2000]))
             await conn.execute(
                 "INSERT INTO ingest_rejects (id, source, position, reason, raw, rejected_at) "
                 "VALUES ($1, $2, $3, $4, $5, $6)",
