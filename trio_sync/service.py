@@ -27,6 +27,7 @@ from .http.asgi import ASGIApp
 from .ingest import Applied, Ingestor, follow_file
 from .ingest.runner import current_token
 from .notifier import Notifier
+from .sliding.handler import SlidingSyncHandler
 from .storage import Engine, open_engine
 from .storage.accounts import add_device, new_token
 from .storage.rooms import joined_rooms_map
@@ -46,6 +47,7 @@ class Service:
     notifier: Notifier
     ingestor: Ingestor
     sync: SyncHandler
+    sliding: SlidingSyncHandler = field(init=False)
     app: ASGIApp = field(init=False)
     addresses: list[str] = field(default_factory=list)
 
@@ -133,6 +135,7 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
             await nursery.start(presence.run)
             handler = SyncHandler(engine, notifier, presence)
             service = Service(config, engine, notifier, ingestor, handler)
+            service.sliding = SlidingSyncHandler(engine, notifier, handler)
             service.app = create_app(service)
             if config.log:
                 await nursery.start(
