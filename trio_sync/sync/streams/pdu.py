@@ -25,6 +25,7 @@ import orjson
 from ...storage import Conn
 from ...storage import rooms as q
 from ...storage.visibility import RoomAccess, load_access
+from ...tokens import TopologyToken
 from ..response import JoinedRoom, RoomTimeline, SyncContext, SyncResponse
 from ..timeline import prev_batch, scan, select_recent
 
