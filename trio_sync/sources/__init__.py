@@ -4,9 +4,11 @@ Each module turns one kind of input into the same log messages (see :mod:`.base`
 ``in_process`` (calls from the embedding program and the client endpoints),
 ``http_push`` (``POST /_trio_sync/v1/ingest``), ``jetstream`` (a homeserver's NATS
 JetStream output streams) and ``file`` (a followed JSON-lines log). A new source is one
-new module over :class:`.base.Source`.
+new module over :class:`.base.Source`; nothing under ``storage/`` or the notifier knows
+which one is in use.
 """
 
 from .base import Batch, Source, run_source
+from .file import file_source, follow_file
 
-__all__ = ["Batch", "Source", "run_source"]
+__all__ = ["Batch", "Source", "file_source", "follow_file", "run_source"]

@@ -34,12 +34,15 @@ async def submit_in_batches(
 ) -> Applied:
     """Apply ``raws`` in order, ``batch_size`` per transaction; return what changed.
 
-    Each batch is committed (and its clients woken) before the next is queued. A
+    Each message's offset (in ``ingest_rejects`` and ``Applied.rejects``) is its index in
+    ``raws``. Each batch is committed (and its clients woken) before the next is queued. A
     cancellation stops between batches: those already taken are applied whole.
     """
     total = Applied()
     for start in range(0, max(len(raws), 1), batch_size):
-        total.merge(await ingestor.submit(source, raws[start : start + batch_size]))
+        chunk = raws[start : start + batch_size]
+        offsets: list[int | None] = list(range(start, start + len(chunk)))
+        total.merge(await ingestor.submit(source, chunk, offsets))
     return total
 
 
