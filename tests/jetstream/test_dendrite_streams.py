@@ -47,6 +47,10 @@ async def test_seed_example_complete_and_incremental_sync(
     assert body["rooms"]["join"][ROOM]["timeline"]["limited"] is True
     assert labels_of(state_ids(body, "join", ROOM), labels) == ["D''"]
     assert await rejects(js_service) == []
+    # The stream's ingest lag is reported: nothing left behind the committed sequence.
+    metrics = (await js_http.get("/metrics")).text
+    source = "jetstream:" + bus.stream("OutputRoomEvent")
+    assert f'trio_sync_ingest_lag{{source="{source}"}} 0.0' in metrics
 
 
 async def test_each_per_user_stream_reaches_sync(

@@ -48,6 +48,7 @@ from ..ingest.apply import Item
 from ..ingest.bad_message import BadMessage
 from ..ingest.messages import parse_message
 from ..ingest.runner import Ingestor, parse_items
+from ..observability.metrics import report_lag
 from . import dendrite_wire as wire
 from .base import Batch, run_source
 
@@ -281,7 +282,8 @@ class StreamSource:
         (then the consumer is checked to still exist, as a restart may have lost it)."""
         msgs = await sub.fetch()
         if not msgs:
-            await self._js.consumer_info(self.stream, self.durable)
+            info = await self._js.consumer_info(self.stream, self.durable)
+            report_lag(self.name, int(info.num_pending or 0))
         return msgs
 
     async def batches(self, after: int) -> AsyncIterator[Batch]:
@@ -328,6 +330,9 @@ class StreamSource:
         """Acknowledge the batch's messages (its sequences are committed)."""
         self._acked = max(self._acked, batch.end)
         msgs: list[Msg] = batch.token  # type: ignore[assignment]
+        if msgs:
+            # Messages of the stream after the batch's last, not yet delivered to us.
+            report_lag(self.name, int(msgs[-1].metadata.num_pending or 0))
         await _quietly(run_asyncio(_ack_all, msgs))
 
 
