@@ -14,14 +14,14 @@ from typing import Any
 
 import trio
 
-from .config import Config, load_config
+from .config import AUTH_MODES, Config, load_config
 from .errors import StorageError, sole_exception
 from .ingest import Ingestor, follow_file
 from .ingest.runner import current_token
 from .notifier import Notifier
 from .service import open_service
 from .storage import open_engine
-from .storage.accounts import add_device, new_token
+from .storage.accounts import add_device, new_token, remove_device
 from .storage.migrations import migrate
 
 log = logging.getLogger("trio_sync")
@@ -50,6 +50,14 @@ async def token_main(config: Config, user_id: str, device_id: str, token: str | 
         token = token or new_token()
         await engine.write(add_device, user_id, device_id, token)
     print(token)
+
+
+async def revoke_main(config: Config, user_id: str, device_id: str) -> None:
+    async with open_engine(config.database) as engine:
+        removed = await engine.write(remove_device, user_id, device_id)
+    if not removed:
+        raise ValueError(f"no device {device_id} of {user_id}")
+    print(f"revoked {user_id} {device_id}")
 
 
 def _progress_bar(done: int, total: int) -> None:
@@ -133,6 +141,21 @@ def _parser() -> argparse.ArgumentParser:
         dest="homeserver_database",
         help="the homeserver's PostgreSQL database, read only (postgresql://...)",
     )
+    serve.add_argument(
+        "--homeserver-url", dest="homeserver_url", help="the homeserver's client API base URL"
+    )
+    serve.add_argument(
+        "--auth",
+        choices=AUTH_MODES,
+        help="who checks access tokens (default local: tokens made with 'token add')",
+    )
+    serve.add_argument(
+        "--local-writes",
+        dest="local_writes",
+        action="store_true",
+        default=None,
+        help="with a JetStream source, still accept typing/receipts/account data/... here",
+    )
 
     token = sub.add_parser("token", help="manage access tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
@@ -141,6 +164,10 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("device_id")
     add.add_argument("--token", help="use this token instead of a random one")
     db(add)
+    revoke = token_sub.add_parser("revoke", help="delete a device: its token stops working")
+    revoke.add_argument("user_id")
+    revoke.add_argument("device_id")
+    db(revoke)
 
     ingest = sub.add_parser("ingest", help="replay a JSON-lines log file once (safe to re-run)")
     ingest.add_argument("path")
@@ -170,12 +197,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "log",
             "ingest_secret",
             "homeserver_database",
+            "homeserver_url",
+            "auth",
+            "local_writes",
         )
     }
     try:
         config = load_config(cli, config_file=args.config)
         if args.command == "serve":
             trio.run(serve_main, config)
+        elif args.command == "token" and args.token_command == "revoke":
+            trio.run(revoke_main, config, args.user_id, args.device_id)
         elif args.command == "token":
             trio.run(token_main, config, args.user_id, args.device_id, args.token)
         elif args.command == "ingest":

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import httpx
 import orjson
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -23,13 +24,22 @@ from hypercorn.trio import serve
 
 from .config import Config
 from .homeserver import HomeserverDatabase, open_optional_homeserver_database
+from .homeserver.auth import Authenticator
+from .homeserver.providers import choose_provider
+from .homeserver.token_cache import TokenCache
 from .http.app import create_app
 from .http.asgi import ASGIApp
 from .ingest import Applied, Ingestor, follow_file
 from .ingest.runner import current_token
 from .notifier import Notifier
 from .storage import Engine, open_engine
-from .storage.accounts import add_device, new_token
+from .storage.accounts import (
+    TOKEN_CHANNEL,
+    TOKEN_COUNTER_SQL,
+    add_device,
+    new_token,
+    remove_device,
+)
 from .storage.rooms import joined_rooms_map
 from .sync.handler import SyncHandler
 from .sync.presence_tracker import PresenceTracker, Submit
@@ -49,6 +59,10 @@ class Service:
     sync: SyncHandler
     #: The homeserver's database (read only), when ``config.homeserver_database`` is set.
     homeserver_db: HomeserverDatabase | None = None
+    #: ``authenticate(token)`` with the cache every token provider shares.
+    auth: Authenticator = field(init=False)
+    #: The HTTP client for the homeserver (``homeserver_url``), when one is configured.
+    homeserver_client: httpx.AsyncClient | None = None
     app: ASGIApp = field(init=False)
     addresses: list[str] = field(default_factory=list)
 
@@ -95,7 +109,14 @@ class Service:
         """
         token = token or new_token()
         await self.engine.write(add_device, user_id, device_id, token, session_id)
+        self.auth.invalidate()
         return token
+
+    async def remove_device(self, user_id: str, device_id: str) -> bool:
+        """Delete a device: its token stops working at once. False if it did not exist."""
+        removed = await self.engine.write(remove_device, user_id, device_id)
+        self.auth.invalidate()
+        return removed
 
 
 def client_writer(ingestor: Ingestor) -> Submit:
@@ -118,6 +139,34 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 
 
 @asynccontextmanager
+async def _homeserver_client(config: Config) -> AsyncIterator[httpx.AsyncClient | None]:
+    if not config.homeserver_url:
+        yield None
+        return
+    async with httpx.AsyncClient(timeout=config.homeserver_timeout) as client:
+        yield client
+
+
+async def _start_auth(config: Config, service: Service, nursery: trio.Nursery) -> Authenticator:
+    """The authenticator the ``auth`` setting names; for ``local``, with the token-change
+    watch running in ``nursery``."""
+    provider = choose_provider(
+        config, service.engine, service.homeserver_db, service.homeserver_client
+    )
+    cache = TokenCache(
+        ttl=provider.ttl,
+        negative_ttl=config.auth_negative_ttl,
+        size=config.auth_cache_size,
+        negative_size=max(config.auth_cache_size // 10, 1),
+    )
+    watch = None
+    if config.auth == "local":
+        watch = service.engine.change_watch(TOKEN_CHANNEL, TOKEN_COUNTER_SQL)
+        await nursery.start(watch.run)
+    return Authenticator(provider, cache, watch)
+
+
+@asynccontextmanager
 async def open_service(config: Config) -> AsyncIterator[Service]:
     """Run trio-sync inside the caller's task tree for as long as the context is open.
 
@@ -126,10 +175,15 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
     Cancellation of the caller cancels everything; a normal exit drains HTTP first
     (up to ``config.graceful_timeout`` seconds).
     """
+    config.check()
     async with open_engine(config.database) as engine:
         notifier = Notifier(await engine.read(current_token), await engine.read(joined_rooms_map))
         homeserver = open_optional_homeserver_database(config.homeserver_database)
-        async with homeserver as homeserver_db, trio.open_nursery() as nursery:
+        async with (
+            homeserver as homeserver_db,
+            _homeserver_client(config) as client,
+            trio.open_nursery() as nursery,
+        ):
             ingestor = Ingestor(engine, notifier)
             await nursery.start(ingestor.run)
             await nursery.start(run_typing_expiry, notifier.typing, notifier.typing_expired)
@@ -137,6 +191,8 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
             await nursery.start(presence.run)
             handler = SyncHandler(engine, notifier, presence)
             service = Service(config, engine, notifier, ingestor, handler, homeserver_db)
+            service.homeserver_client = client
+            service.auth = await _start_auth(config, service, nursery)
             service.app = create_app(service)
             if config.log:
                 await nursery.start(

@@ -13,7 +13,6 @@ from ..errors import bad_json, forbidden, invalid_param, not_json
 from ..ingest.apply import Applied
 from ..ingest.messages import BadMessage, parse_message
 from ..storage.accounts import Device
-from . import auth
 from .auth import token_from
 
 if TYPE_CHECKING:
@@ -56,8 +55,10 @@ async def request_object(*, empty_ok: bool = False) -> dict[str, Any]:
 
 async def authenticate(service: Service) -> Device:
     """The device of the request's access token; 401 when there is none or it is unknown."""
-    token = token_from(request.headers.get("Authorization"), request.args.get("access_token"))
-    return await auth.authenticate(service.engine, token)
+    token = token_from(
+        request.headers.getlist("Authorization"), request.args.getlist("access_token")
+    )
+    return await service.auth.authenticate(token)
 
 
 def own_user(device: Device, user_id: str, what: str) -> None:
