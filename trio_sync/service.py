@@ -187,8 +187,10 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
             ingestor = Ingestor(engine, notifier)
             await nursery.start(ingestor.run)
             await nursery.start(run_typing_expiry, notifier.typing, notifier.typing_expired)
-            presence = PresenceTracker(client_writer(ingestor))
-            await nursery.start(presence.run)
+            presence = None
+            if config.writes_local:  # else presence is the homeserver's to write
+                presence = PresenceTracker(client_writer(ingestor))
+                await nursery.start(presence.run)
             handler = SyncHandler(engine, notifier, presence)
             service = Service(config, engine, notifier, ingestor, handler, homeserver_db)
             service.homeserver_client = client

@@ -27,6 +27,7 @@ from .common import request_body as _body
 from .common import request_json as _request_json
 from .connection import LeanHTTPConnection
 from .rooms import add_room_routes
+from .routemap import is_homeserver_write
 from .sync_endpoint import CORS_HEADERS, is_sync_request, serve_sync
 
 if TYPE_CHECKING:
@@ -99,6 +100,10 @@ def create_app(service: Service) -> TrioSyncApp:
         # CORS preflight for any path; routing (and its 404/405) applies to the rest.
         if request.method == "OPTIONS":
             return Response(b"", status=204)
+        if not service.config.writes_local and is_homeserver_write(request.endpoint):
+            raise MatrixError(
+                404, "M_UNRECOGNIZED", "Unrecognized request: this write is for the homeserver"
+            )
         return None
 
     @app.get("/_matrix/client/versions")
