@@ -27,6 +27,7 @@ from .homeserver import HomeserverDatabase, open_optional_homeserver_database
 from .homeserver.auth import Authenticator
 from .homeserver.providers import choose_provider
 from .homeserver.token_cache import TokenCache
+from .homeserver.versions import HomeserverVersions
 from .http.app import create_app
 from .http.asgi import ASGIApp
 from .ingest import Applied, Ingestor, follow_file
@@ -47,6 +48,9 @@ from .typing_state import run_typing_expiry
 
 log = logging.getLogger(__name__)
 
+#: Seconds the homeserver's ``/versions`` answer is reused.
+VERSIONS_TTL = 60.0
+
 
 @dataclass
 class Service:
@@ -63,6 +67,8 @@ class Service:
     auth: Authenticator = field(init=False)
     #: The HTTP client for the homeserver (``homeserver_url``), when one is configured.
     homeserver_client: httpx.AsyncClient | None = None
+    #: The homeserver's ``/versions``, merged into trio-sync's own answer.
+    homeserver_versions: HomeserverVersions | None = None
     app: ASGIApp = field(init=False)
     addresses: list[str] = field(default_factory=list)
 
@@ -194,6 +200,10 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
             handler = SyncHandler(engine, notifier, presence)
             service = Service(config, engine, notifier, ingestor, handler, homeserver_db)
             service.homeserver_client = client
+            if client is not None and config.homeserver_url:
+                service.homeserver_versions = HomeserverVersions(
+                    client, config.homeserver_url, VERSIONS_TTL
+                )
             service.auth = await _start_auth(config, service, nursery)
             service.app = create_app(service)
             if config.log:

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import MatrixError, bad_json, forbidden, not_json
 from ..filters import parse_filter
+from ..homeserver.versions import merge_versions
 from ..storage.accounts import Device, store_filter
 from ..sync.request import parse_sync_request
 from . import account_data, ephemeral, keys, presence, to_device
@@ -108,7 +109,10 @@ def create_app(service: Service) -> TrioSyncApp:
 
     @app.get("/_matrix/client/versions")
     async def versions() -> Response:
-        return json_response({"versions": SPEC_VERSIONS, "unstable_features": UNSTABLE})
+        theirs = None
+        if service.homeserver_versions is not None:
+            theirs = await service.homeserver_versions.get()
+        return json_response(merge_versions(theirs, SPEC_VERSIONS, UNSTABLE))
 
     for prefix in CLIENT_PREFIXES:
         add_room_routes(app, prefix, authenticate)
