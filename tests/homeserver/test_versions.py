@@ -32,8 +32,8 @@ async def test_versions_are_the_homeserver_s_with_ours_merged(config: Config) ->
 async def test_without_the_homeserver_our_own_answer(config: Config) -> None:
     async with run_upstream() as gone:
         url = gone.url
-    async with open_service(replace(config, homeserver_url=url)) as svc:
-        async with httpx.AsyncClient(base_url=svc.addresses[0]) as c:
-            r = await c.get(PATH)
-            assert r.status_code == 200
-            assert r.json() == {"versions": SPEC_VERSIONS, "unstable_features": UNSTABLE}
+    cfg = replace(config, homeserver_url=url)
+    async with open_service(cfg) as svc, httpx.AsyncClient(base_url=svc.addresses[0]) as c:
+        r = await c.get(PATH)
+        assert r.status_code == 200
+        assert r.json() == {"versions": SPEC_VERSIONS, "unstable_features": UNSTABLE}
