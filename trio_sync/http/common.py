@@ -13,6 +13,7 @@ from ..errors import bad_json, forbidden, invalid_param, not_json
 from ..ingest.apply import Applied
 from ..ingest.messages import BadMessage, parse_message
 from ..storage.accounts import Device
+from .asgi import USER_KEY, Scope
 from .auth import token_from
 
 if TYPE_CHECKING:
@@ -58,7 +59,10 @@ async def authenticate(service: Service) -> Device:
     token = token_from(
         request.headers.getlist("Authorization"), request.args.getlist("access_token")
     )
-    return await service.auth.authenticate(token)
+    device = await service.auth.authenticate(token)
+    scope: Scope = request.scope  # type: ignore[assignment]
+    scope[USER_KEY] = device.user_id
+    return device
 
 
 def own_user(device: Device, user_id: str, what: str) -> None:

@@ -10,6 +10,7 @@ is its own snapshot), saving the BEGIN and COMMIT round trips.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -20,9 +21,12 @@ import trio
 
 from ..bridge import open_bridge, run_asyncio
 from ..errors import StorageError
+from ..observability.metrics import DB_OPERATION
 from .engine import Array, Conn, Op, P, Row, T
 
 log = logging.getLogger(__name__)
+_READ_TIME = DB_OPERATION.labels("postgres", "read")
+_WRITE_TIME = DB_OPERATION.labels("postgres", "write")
 
 
 def _params(args: Sequence[object]) -> tuple[object, ...]:
@@ -163,12 +167,14 @@ class PostgresEngine:
             slot.conn = None
 
     async def _read(self, op: Op[..., T], args: Any, kwargs: Any, tx: tuple[str, bool] | None) -> T:
+        started = time.perf_counter()
         async with self._reader_slots:
             slot = self._readers.pop()
             try:
                 return await run_asyncio(self._run, slot, op, args, kwargs, tx)
             finally:
                 self._readers.append(slot)
+                _READ_TIME.observe(time.perf_counter() - started)
 
     async def read(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._read(op, args, kwargs, ("repeatable_read", True))
@@ -177,10 +183,14 @@ class PostgresEngine:
         return await self._read(op, args, kwargs, None)
 
     async def write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        async with self._write_lock:
-            return await run_asyncio(
-                self._run, self._writer, op, args, kwargs, ("read_committed", False)
-            )
+        started = time.perf_counter()
+        try:
+            async with self._write_lock:
+                return await run_asyncio(
+                    self._run, self._writer, op, args, kwargs, ("read_committed", False)
+                )
+        finally:
+            _WRITE_TIME.observe(time.perf_counter() - started)
 
     async def run_script(self, sql: str) -> None:
         async def script(conn: Conn) -> None:
