@@ -37,6 +37,7 @@ from .notifier import Notifier
 from .observability.endpoints import ops_app
 from .observability.health import DatabaseProbe, Readiness
 from .observability.metrics import install_gc_timing, service_registry
+from .sliding.handler import SlidingSyncHandler
 from .sources.file import follow_file
 from .storage import Engine, open_engine
 from .storage.accounts import (
@@ -76,6 +77,7 @@ class Service:
     homeserver_client: httpx.AsyncClient | None = None
     #: The homeserver's ``/versions``, merged into trio-sync's own answer.
     homeserver_versions: HomeserverVersions | None = None
+    sliding: SlidingSyncHandler = field(init=False)
     app: ASGIApp = field(init=False)
     registry: CollectorRegistry = field(init=False)
     addresses: list[str] = field(default_factory=list)
@@ -265,6 +267,7 @@ async def _open_service(
             service = Service(
                 config, engine, notifier, ingestor, handler, readiness, probe, homeserver_db
             )
+            service.sliding = SlidingSyncHandler(engine, notifier, handler)
             service.registry = registry
             service.homeserver_client = client
             if client is not None and config.homeserver_url:
