@@ -19,7 +19,7 @@ from ..errors import MatrixError, bad_json, forbidden, not_json
 from ..filters import parse_filter
 from ..storage.accounts import Device, store_filter
 from ..sync.request import parse_sync_request
-from . import account_data, ephemeral, keys, presence, to_device
+from . import account_data, ephemeral, keys, presence, relations, to_device
 from .asgi import shield_final_send
 from .common import CLIENT_PREFIXES, json_response, own_user
 from .common import authenticate as authenticate_request
@@ -132,7 +132,7 @@ def create_app(service: Service) -> TrioSyncApp:
             filt = await service.sync.stored_filter(user_id, filter_id)
             return json_response(filt.to_json())
 
-    for routes in (account_data, ephemeral, presence, to_device, keys):
+    for routes in (account_data, ephemeral, presence, to_device, keys, relations):
         routes.add_routes(app, service)
 
     @app.post("/_trio_sync/v1/ingest")

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from ..aggregations import bundles
 from ..errors import MatrixError, forbidden, invalid_param, not_found
 from ..filters import RoomEventFilter
 from ..storage import Conn
@@ -110,8 +111,11 @@ async def messages(
             limit=page.limit,
             backwards=page.backwards,
         )
+    bundled = await bundles(conn, viewer, access, room_id, events, now)
     body: dict[str, Any] = {
-        "chunk": [orjson.Fragment(viewer.serve(e, access)) for e in events],
+        "chunk": [
+            orjson.Fragment(viewer.serve(e, access, bundled.get(e.event_id))) for e in events
+        ],
         "start": page.start_token or _boundary_token(start, events[-1].depth if events else 0),
     }
     if more and events:
@@ -142,7 +146,9 @@ async def event(conn: Conn, viewer: Viewer, room_id: str, event_id: str, now: in
     found_room, ev, access = await visible_event(conn, viewer, event_id, now)
     if found_room != room_id:
         raise not_found("Event not found")
-    return orjson.Fragment(viewer.serve(ev, access))
+    viewer = replace(viewer, ignored=await ignored_users(conn, viewer.user_id))
+    bundled = await bundles(conn, viewer, access, room_id, [ev], now)
+    return orjson.Fragment(viewer.serve(ev, access, bundled.get(ev.event_id)))
 
 
 async def context(
@@ -196,10 +202,15 @@ async def context(
         members = list(dict.fromkeys(e.sender for e in (*before, ev, *after)))
     # The spec's state for /context: the state at the last event returned.
     state = await q.state_at(conn, room_id, last.pos, viewer.fmt, members=members)
+    bundled = await bundles(conn, viewer, access, room_id, [*before, ev, *after], now)
+
+    def served(e: q.TimelineEvent) -> orjson.Fragment:
+        return orjson.Fragment(viewer.serve(e, access, bundled.get(e.event_id)))
+
     return {
-        "event": orjson.Fragment(viewer.serve(ev, access)),
-        "events_before": [orjson.Fragment(viewer.serve(e, access)) for e in before],
-        "events_after": [orjson.Fragment(viewer.serve(e, access)) for e in after],
+        "event": served(ev),
+        "events_before": [served(e) for e in before],
+        "events_after": [served(e) for e in after],
         "start": _boundary_token(first.pos, first.depth),
         "end": _boundary_token(last.pos + 1, last.depth),
         "state": [orjson.Fragment(viewer.serve_state(s.json)) for s in state],

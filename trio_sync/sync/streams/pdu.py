@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from ...aggregations import bundles
 from ...storage import Conn
 from ...storage import rooms as q
 from ...storage.visibility import RoomAccess, load_access
@@ -121,8 +122,10 @@ async def room_section(
         if events
         else (str(ctx.now) if upto == ctx.now.pdu else str(TopologyToken(0, upto + 1)))
     )
+    bundled = await bundles(conn, viewer, access, room_id, events, ctx.now.pdu)
+    served = [viewer.serve(e, access, bundled.get(e.event_id)) for e in events]
     return JoinedRoom(
-        timeline=RoomTimeline([viewer.serve(e, access) for e in events], limited, prev_batch),
+        timeline=RoomTimeline(served, limited, prev_batch),
         state=served_state,
         state_field=ctx.state_field,
         summary=summary.to_json() if summary is not None else None,
