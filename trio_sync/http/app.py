@@ -90,8 +90,9 @@ class TrioSyncApp(QuartTrio):
         finally:
             elapsed = time.perf_counter() - started
             method = scope["method"]
-            REQUESTS.labels(endpoint, method, str(status)).inc()
-            REQUEST_TIME.labels(endpoint, method).observe(elapsed)
+            code = str(status)
+            REQUESTS.labels(endpoint, method, code).inc()
+            REQUEST_TIME.labels(endpoint, method, code).observe(elapsed)
             if self.service.config.access_log:
                 log_access(method, path, status, elapsed, scope.get(USER_KEY))
 
