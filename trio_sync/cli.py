@@ -280,8 +280,9 @@ _SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
         {"metavar": "URL"},
     ),
     "access_log": (
-        "log one line per HTTP request (method, path, status, duration, user)",
-        {"action": "store_const", "const": True},
+        "log one line per HTTP request (method, path, status, duration, user); "
+        "--no-access-log turns it off when a config file turns it on",
+        {"action": argparse.BooleanOptionalAction},
     ),
     "metrics_listen": (
         "address serving only /metrics and /health; /metrics then leaves the main listener",
