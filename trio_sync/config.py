@@ -29,6 +29,7 @@ class Config:
     ingest_secret: str | None = None
     graceful_timeout: float = 10.0
     keep_alive_timeout: float = 30.0
+    keep_alive_max_requests: int = 100_000
     batch_size: int = 500
     follow_poll_interval: float = 0.2
 

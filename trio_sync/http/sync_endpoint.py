@@ -5,13 +5,20 @@ also holds a request context, a request object with its header and argument stru
 a session and an app context — about a third of its memory. This endpoint needs none of
 them: it parses the query string, authenticates, waits in the notifier and writes one JSON
 body. It keeps everything else the Quart routes have: Matrix error bodies, CORS headers,
-and cancellation when the client goes away (a child task watches for ``http.disconnect``
-and cancels the request's scope, exactly as Quart-Trio's own connection does).
+and cancellation when the client goes away.
+
+A request whose answer is ready (see :mod:`trio_sync.sync.handler`) runs straight through
+in the connection's task: no nursery, no child task, no cancel scope of its own. Only a
+request that parks gets a nursery with a child task watching for ``http.disconnect``
+(as Quart-Trio's own connection does for every request), for as long as it is parked: a
+client leaving then cancels the wait at once, the notifier forgets the waiter, and
+nothing is sent.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
@@ -19,6 +26,7 @@ import orjson
 import trio
 
 from ..errors import MatrixError
+from ..sync.handler import ClientGone, Park
 from ..sync.request import parse_sync_request
 from .asgi import Receive, Scope, Send
 from .auth import authenticate, token_from
@@ -56,39 +64,49 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+async def _watch_disconnect(receive: Receive, gone: list[bool], scope: trio.CancelScope) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+    gone.append(True)
     scope.cancel()
 
 
+def _parker(receive: Receive) -> Park:
+    async def park(wait: Callable[[], Awaitable[object]]) -> None:
+        """Run ``wait()`` while watching for the client leaving (then: ClientGone)."""
+        gone: list[bool] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_disconnect, receive, gone, nursery.cancel_scope)
+            await wait()
+            nursery.cancel_scope.cancel()
+        if gone:
+            raise ClientGone
+
+    return park
+
+
 async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Send) -> None:
-    """Answer one ``GET /sync``. Cancelled at once, sending nothing, if the client leaves."""
-    status = 200
-    body: bytes | None = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
-        try:
-            args = _query(scope)
-            token = token_from(_header(scope, b"authorization"), args.get("access_token"))
-            request = parse_sync_request(args)
-            del args
-            device = await authenticate(service.engine, token)
-            body = (await service.sync.sync(device, request)).dumps()
-        except MatrixError as exc:
-            status, body = exc.status, orjson.dumps(exc.body())
-        except Exception:
-            log.exception("unhandled error in /sync")
-            status = 500
-            body = b'{"errcode":"M_UNKNOWN","error":"Internal server error"}'
-        nursery.cancel_scope.cancel()
-    if body is None:  # the client went away
+    """Answer one ``GET /sync``. A parked request whose client leaves is cancelled at once
+    and sends nothing."""
+    try:
+        args = _query(scope)
+        token = token_from(_header(scope, b"authorization"), args.get("access_token"))
+        request = parse_sync_request(args)
+        del args
+        device = await authenticate(service.engine, token)
+        status, body = 200, (await service.sync.sync(device, request, _parker(receive))).dumps()
+    except ClientGone:
         return
+    except MatrixError as exc:
+        status, body = exc.status, orjson.dumps(exc.body())
+    except Exception:
+        log.exception("unhandled error in /sync")
+        status = 500
+        body = b'{"errcode":"M_UNKNOWN","error":"Internal server error"}'
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         *CORS_HEADERS,
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    with trio.CancelScope(shield=True):  # see asgi.shield_final_send
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -1,9 +1,12 @@
 """``/sync`` by stage: parse → wait → gather → shape.
 
-The wait is the only place a request parks: a ``trio.move_on_after`` around
-:meth:`Notifier.wait_for_update`, so ``timeout`` is a cancel scope's deadline and a client
-that disconnects cancels the wait at once. Gathering is one storage read (one hop off the
-Trio loop, one snapshot) bounded by the token taken after the wait.
+The wait is the only place a request parks: a ``trio.move_on_at`` around
+:meth:`Notifier.wait_for_update`, so ``timeout`` is a cancel scope's deadline. A request
+whose answer is ready (no ``since``, ``full_state``, ``timeout=0``, or something already
+after ``since``) never enters that scope nor the caller's :data:`Park` hook: it runs
+straight through. The hook is where the HTTP layer watches for the client going away,
+so that machinery exists only while a request is parked. Gathering is one storage read
+(one hop off the Trio loop, one snapshot) bounded by the token taken after the wait.
 
 Before the wait, the device's ``set_presence`` is recorded (a write only when it changed)
 and to-device messages the ``since`` acknowledges are deleted (a write only when some were
@@ -13,7 +16,9 @@ sent before).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 
 import trio
 
@@ -34,6 +39,19 @@ from .timeline import Viewer
 
 #: How many devices' lazy-loading memory is kept (least recently syncing dropped first).
 LAZY_CACHE_DEVICES = 10_000
+
+#: How a parked request waits: ``park(wait)`` awaits ``wait()``. The HTTP layer passes one
+#: that also watches for the client going away and then raises :class:`ClientGone`.
+Park = Callable[[Callable[[], Awaitable[object]]], Awaitable[None]]
+
+
+class ClientGone(Exception):
+    """Raised out of a :data:`Park` hook when the client left while its request was
+    parked; nothing is to be sent."""
+
+
+async def _just_wait(wait: Callable[[], Awaitable[object]]) -> None:
+    await wait()
 
 
 async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
@@ -85,20 +103,23 @@ class SyncHandler:
             raise MatrixError(404, "M_NOT_FOUND", f"No filter {filter_id} for {user_id}")
         return parse_filter_json(stored)
 
-    async def sync(self, device: Device, req: SyncRequest) -> SyncResponse:
+    async def sync(
+        self, device: Device, req: SyncRequest, park: Park = _just_wait
+    ) -> SyncResponse:
         """Build the response; for an incremental sync, wait up to ``req.timeout_ms`` first.
 
         A complete sync (no ``since``) and ``full_state=true`` never wait. An incremental
         sync returns as soon as something for this user is committed; on timeout it
-        returns an empty response whose ``next_batch`` is not before ``since``.
-        Cancellation (client disconnect) ends the wait at once and leaves nothing behind.
+        returns an empty response whose ``next_batch`` is not before ``since``. Only a
+        request that has to wait calls ``park`` (with the wait). Cancellation (or
+        :class:`ClientGone` from ``park``) ends the wait at once and leaves nothing behind.
         """
         if self.presence is None:
-            return await self._sync(device, req)
+            return await self._sync(device, req, park)
         with self.presence.syncing(device):
-            return await self._sync(device, req)
+            return await self._sync(device, req, park)
 
-    async def _sync(self, device: Device, req: SyncRequest) -> SyncResponse:
+    async def _sync(self, device: Device, req: SyncRequest, park: Park) -> SyncResponse:
         filt = await self.resolve_filter(device.user_id, req.filter)
         if self.presence is not None:
             await self.presence.set_device(device, req.set_presence)
@@ -108,9 +129,14 @@ class SyncHandler:
             return await self._build(device, req, since, self._now(since), filt)
         deadline = trio.current_time() + req.timeout_ms / 1000
         wait_from = since
+        notifier = self._notifier
+        user_id, device_id = device.user_id, device.device_id
         while True:
-            with trio.move_on_at(deadline):
-                await self._notifier.wait_for_update(device.user_id, wait_from, device.device_id)
+            if trio.current_time() < deadline and not notifier.has_news(
+                user_id, wait_from, device_id
+            ):
+                with trio.move_on_at(deadline):
+                    await park(partial(notifier.wait_for_update, user_id, wait_from, device_id))
             now = self._now(since)
             resp = await self._build(device, req, since, now, filt)
             if not resp.is_empty() or trio.current_time() >= deadline or self._notifier.closing:
