@@ -26,24 +26,31 @@ def _params(args: Sequence[object]) -> tuple[object, ...]:
 
 
 class _PgConn:
-    __slots__ = ("_c",)
+    __slots__ = ("_c", "_engine")
+    dialect = "postgres"
 
-    def __init__(self, c: Any) -> None:
+    def __init__(self, c: Any, engine: PostgresEngine) -> None:
         self._c = c
+        self._engine = engine
 
     async def fetch(self, sql: str, *args: object) -> Sequence[Row]:
+        self._engine.statements += 1
         return await self._c.fetch(sql, *_params(args))  # type: ignore[no-any-return]
 
     async def fetchrow(self, sql: str, *args: object) -> Row | None:
+        self._engine.statements += 1
         return await self._c.fetchrow(sql, *_params(args))  # type: ignore[no-any-return]
 
     async def fetchval(self, sql: str, *args: object) -> Any:
+        self._engine.statements += 1
         return await self._c.fetchval(sql, *_params(args))
 
     async def execute(self, sql: str, *args: object) -> None:
+        self._engine.statements += 1
         await self._c.execute(sql, *_params(args))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        self._engine.statements += 1
         await self._c.executemany(sql, [_params(r) for r in rows])
 
 
@@ -68,6 +75,8 @@ class PostgresEngine:
         self._write_lock = trio.Lock()
         self._readers = [_Slot() for _ in range(readers)]
         self._reader_slots = trio.Semaphore(readers)
+        #: Counted in the asyncio loop, which runs in Trio's thread.
+        self.statements = 0
 
     async def _run(
         self, slot: _Slot, op: Op[..., T], args: Any, kwargs: Any, tx: tuple[str, bool] | None
@@ -78,9 +87,9 @@ class PostgresEngine:
                 slot.conn = await asyncpg.connect(self._dsn, timeout=10)
             conn = slot.conn
             if tx is None:
-                return await op(_PgConn(conn), *args, **kwargs)
+                return await op(_PgConn(conn, self), *args, **kwargs)
             async with conn.transaction(isolation=tx[0], readonly=tx[1]):
-                return await op(_PgConn(conn), *args, **kwargs)
+                return await op(_PgConn(conn, self), *args, **kwargs)
         except asyncpg.PostgresError as exc:
             raise StorageError(f"postgres: {exc}") from exc
         except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
