@@ -270,9 +270,7 @@ async def states_at(
     returns, in one statement."""
     if not points:
         return {}
-    select = (
-        f"SELECT s.room_id, e.event_id, s.type, s.state_key, e.sender, e.{json_column(fmt)} "
-    )
+    select = f"SELECT s.room_id, e.event_id, s.type, s.state_key, e.sender, e.{json_column(fmt)} "
     join = (
         "JOIN room_state s ON s.room_id = r.room_id AND s.added_at <= r.at "
         "AND s.removed_at > r.at JOIN events e ON e.event_id = s.event_id "

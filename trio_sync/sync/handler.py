@@ -103,9 +103,7 @@ class SyncHandler:
             raise MatrixError(404, "M_NOT_FOUND", f"No filter {filter_id} for {user_id}")
         return parse_filter_json(stored)
 
-    async def sync(
-        self, device: Device, req: SyncRequest, park: Park = _just_wait
-    ) -> SyncResponse:
+    async def sync(self, device: Device, req: SyncRequest, park: Park = _just_wait) -> SyncResponse:
         """Build the response; for an incremental sync, wait up to ``req.timeout_ms`` first.
 
         A complete sync (no ``since``) and ``full_state=true`` never wait. An incremental

@@ -212,9 +212,7 @@ async def _pages(
         if first_rows is not None:
             rows, first_rows = first_rows, None
         else:
-            rows = await q.events_page(
-                conn, room_id, low, high, page, fmt, newest_first=backwards
-            )
+            rows = await q.events_page(conn, room_id, low, high, page, fmt, newest_first=backwards)
         yield rows
         if len(rows) < page:
             return
