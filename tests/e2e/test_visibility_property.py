@@ -78,10 +78,11 @@ def visible(history: Sequence[Pdu], user: str) -> list[bool]:
     return out
 
 
-def sync_view(history: Sequence[Pdu], user: str, since: int) -> tuple[str, list[int]] | None:
+def sync_view(history: Sequence[Pdu], user: str, since: int) -> tuple[str, list[int], bool] | None:
     """Where a sync from ``since`` (events before index ``since`` are old; 0 for a complete
-    sync with ``include_leave``) puts the room, and its timeline (indexes) when the limit is
-    larger than the history. ``None``: the room is not in the response."""
+    sync with ``include_leave``) puts the room, its timeline (indexes) when the limit is
+    larger than the history, and whether an event the user may see after ``since`` was
+    left out before the timeline. ``None``: the room is not in the response."""
     states, ok = replay(history, user), visible(history, user)
     changes = [i for i, pdu in enumerate(history) if i >= since and own(pdu, user)]
     now = states[-1][1]
@@ -90,17 +91,18 @@ def sync_view(history: Sequence[Pdu], user: str, since: int) -> tuple[str, list[
         return [i for i in range(since, upto + 1) if ok[i]]
 
     if not changes:
-        return ("join", shown(len(history) - 1)) if states[since][1] == "join" else None
+        return ("join", shown(len(history) - 1), False) if states[since][1] == "join" else None
     if now == "join":
-        return "join", shown(len(history) - 1)
+        return "join", shown(len(history) - 1), False
     if now == "invite":
-        return "invite", []
+        return "invite", [], False
     last = changes[-1]
     if states[since][1] == "join" or any(states[i + 1][1] == "join" for i in changes):
-        return "leave", shown(last)
+        return "leave", shown(last), False
     # Out of an invite (rejected, withdrawn) or banned without ever joining: the room
-    # shows as left with only the user's own membership event (as clients need).
-    return "leave", [last]
+    # shows as left with only the user's own membership event (as clients need), limited
+    # when something the user may see came before it.
+    return "leave", [last], any(ok[i] for i in range(since, last))
 
 
 # --- random histories that respect room logic --------------------------------------------
@@ -239,7 +241,7 @@ class View:
         body = await sync(self.http, self.token, filter={"room": room_filter}, **params)
         want = sync_view(self.history, self.user, since[1] if since else 0)
         where = [kind for kind, rooms in body.get("rooms", {}).items() if self.room in rooms]
-        if want is None or want == ("join", []):
+        if want is None or want[:2] == ("join", []):
             assert where in ([], ["join"]), where
             if where:
                 assert body["rooms"]["join"][self.room]["timeline"]["events"] == []
@@ -249,7 +251,15 @@ class View:
             timeline = body["rooms"][want[0]][self.room]["timeline"]
             expected = [self.ids[i] for i in want[1]]
             assert self.served(timeline["events"]) == expected[-limit:]
-            assert timeline["limited"] == (len(expected) > limit)
+            assert timeline["limited"] == (len(expected) > limit or want[2])
+            # Paginating back from prev_batch gives every visible event before the
+            # timeline, none of the timeline's again.
+            shown = expected[-limit:]
+            if shown:
+                first = self.ids.index(shown[0])
+                older = [e for e in self.allowed if self.ids.index(e) < first]
+                back = await self.messages(dir="b", **{"from": timeline["prev_batch"]})
+                assert back == older[::-1]
         return str(body["next_batch"])
 
     async def messages(self, **params: Any) -> list[str] | None:

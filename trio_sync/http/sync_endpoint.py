@@ -28,7 +28,7 @@ import trio
 from ..errors import MatrixError
 from ..sync.handler import ClientGone, Park
 from ..sync.request import parse_sync_request
-from .asgi import Receive, Scope, Send
+from .asgi import USER_KEY, Receive, Scope, Send
 from .auth import authenticate, token_from
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Sen
         request = parse_sync_request(args)
         del args
         device = await authenticate(service.engine, token)
+        scope[USER_KEY] = device.user_id
         status, body = 200, (await service.sync.sync(device, request, _parker(receive))).dumps()
     except ClientGone:
         return

@@ -17,7 +17,7 @@ import orjson
 
 from ..redaction import redact, redact_for_client
 from ..storage import FOREVER, Array, Conn
-from ..storage.rooms import STRIPPED_TYPES
+from ..storage.rooms import MEMBER, RESET_EVENT_ID, STRIPPED_TYPES
 from ..tokens import StreamToken
 from .messages import (
     BadMessage,
@@ -72,6 +72,8 @@ class Applied:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    #: (offset, reason) of each rejected message, in log order.
+    rejects: list[tuple[int | None, str]] = field(default_factory=list)
 
     def merge(self, later: Applied) -> None:
         """Fold in what a later batch changed."""
@@ -89,6 +91,7 @@ class Applied:
         self.accepted += later.accepted
         self.duplicates += later.duplicates
         self.rejected += later.rejected
+        self.rejects += later.rejects
 
 
 class _Positions:
@@ -164,6 +167,7 @@ async def apply_batch(
             await _apply(conn, positions, out, message)
         except BadMessage as exc:
             out.rejected += 1
+            out.rejects.append((item.offset, str(exc)[:2000]))
             await conn.execute(
                 "INSERT INTO ingest_rejects (id, source, position, reason, raw, rejected_at) "
                 "VALUES ($1, $2, $3, $4, $5, $6)",
@@ -346,12 +350,14 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
     out.rooms.add(ev.room_id)
     closed: list[Any] = []
     if m.rewrites_state:
+        # A reset membership (no event) is no state: a rewrite leaves it in force.
         closed += await conn.fetch(
             "UPDATE room_state SET removed_at = $2 WHERE room_id = $1 AND removed_at = $3 "
-            "RETURNING state_key, membership",
+            "AND event_id <> $4 RETURNING state_key, membership",
             ev.room_id,
             at,
             FOREVER,
+            RESET_EVENT_ID,
         )
     if m.removes_state_event_ids:
         closed += await conn.fetch(
@@ -362,11 +368,14 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
             FOREVER,
             Array(m.removes_state_event_ids),
         )
-    # A membership dropped from the state without a replacement: no longer joined.
+    # A membership dropped from the state without a replacement (a state reset): the user
+    # is out of the room from here on, recorded as a ``leave`` interval with no event.
     re_added = {k for t, k, _ in adds.values() if t == "m.room.member"}
     for row in closed:
         if row[1] is not None and row[0] not in re_added:
             out.memberships.append((ev.room_id, row[0], "leave"))
+            if row[1] != "leave":
+                await _insert_state(conn, ev.room_id, MEMBER, row[0], RESET_EVENT_ID, "leave", at)
     for event_id, (etype, state_key, membership) in adds.items():
         await conn.execute(
             "UPDATE room_state SET removed_at = $4 WHERE room_id = $1 AND type = $2 "
@@ -377,23 +386,36 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
             at,
             FOREVER,
         )
-        await conn.execute(
-            "INSERT INTO room_state (room_id, type, state_key, event_id, membership, "
-            "added_at, removed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            ev.room_id,
-            etype,
-            state_key,
-            event_id,
-            membership,
-            at,
-            FOREVER,
-        )
+        await _insert_state(conn, ev.room_id, etype, state_key, event_id, membership, at)
         if membership is not None:
             out.memberships.append((ev.room_id, state_key, membership))
             if membership == "invite" and event_id == ev.event_id:
                 await _new_invite(conn, pos, out, ev, ev.room_version, counted=True)
             elif membership != "invite":
                 await _retire_for(conn, pos, out, ev.room_id, state_key, membership, event_id)
+
+
+async def _insert_state(
+    conn: Conn,
+    room_id: str,
+    etype: str,
+    state_key: str,
+    event_id: str,
+    membership: str | None,
+    at: int,
+) -> None:
+    """Open a ``room_state`` interval at ``at``."""
+    await conn.execute(
+        "INSERT INTO room_state (room_id, type, state_key, event_id, membership, "
+        "added_at, removed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        room_id,
+        etype,
+        state_key,
+        event_id,
+        membership,
+        at,
+        FOREVER,
+    )
 
 
 def _membership(etype: str, content: dict[str, Any]) -> str | None:

@@ -25,6 +25,7 @@ import trio
 from ..errors import MatrixError
 from ..filters import Filter, parse_filter_json
 from ..notifier import Notifier
+from ..observability.metrics import SYNC_COMPLETE, SYNC_EMPTY, SYNC_INCREMENTAL
 from ..storage import Conn, Engine
 from ..storage.account_data import ignored_users
 from ..storage.accounts import Device, load_filter
@@ -124,6 +125,7 @@ class SyncHandler:
         since = req.since
         await self._acks.acknowledge(self._engine, device, since)
         if since is None or req.full_state:
+            SYNC_COMPLETE.inc()
             return await self._build(device, req, since, self._now(since), filt)
         deadline = trio.current_time() + req.timeout_ms / 1000
         wait_from = since
@@ -137,7 +139,9 @@ class SyncHandler:
                     await park(partial(notifier.wait_for_update, user_id, wait_from, device_id))
             now = self._now(since)
             resp = await self._build(device, req, since, now, filt)
-            if not resp.is_empty() or trio.current_time() >= deadline or self._notifier.closing:
+            empty = resp.is_empty()
+            if not empty or trio.current_time() >= deadline or self._notifier.closing:
+                (SYNC_EMPTY if empty else SYNC_INCREMENTAL).inc()
                 return resp
             # Woken for something that turned out to hold nothing for this user: the
             # range since..now is known empty, so keep waiting from now.
