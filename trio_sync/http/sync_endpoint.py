@@ -8,22 +8,20 @@ body. It keeps everything else the Quart routes have: Matrix error bodies, CORS 
 and cancellation when the client goes away.
 
 A request whose answer is ready (see :mod:`trio_sync.sync.handler`) runs straight through
-in the connection's task: no nursery, no child task, no cancel scope of its own. Only a
-request that parks gets a nursery with a child task watching for ``http.disconnect``
-(as Quart-Trio's own connection does for every request), for as long as it is parked: a
-client leaving then cancels the wait at once, the notifier forgets the waiter, and
+in the connection's task: no nursery, no child task, no cancel scope of its own. A request
+that parks reads its client's messages in that same task, inside the cancel scope the
+notifier cancels on news (Quart-Trio's own connection runs a second task per request for
+this): ``http.disconnect`` ends the wait at once, the notifier forgets the waiter, and
 nothing is sent.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 import orjson
-import trio
 
 from ..errors import MatrixError
 from ..sync.handler import ClientGone, Park
@@ -64,25 +62,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _watch_disconnect(receive: Receive, gone: list[bool], scope: trio.CancelScope) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    gone.append(True)
-    scope.cancel()
+def _until_gone(receive: Receive) -> Park:
+    async def until_gone() -> None:
+        """Read the client's messages until it goes away (then: ClientGone)."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        raise ClientGone
 
-
-def _parker(receive: Receive) -> Park:
-    async def park(wait: Callable[[], Awaitable[object]]) -> None:
-        """Run ``wait()`` while watching for the client leaving (then: ClientGone)."""
-        gone: list[bool] = []
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_disconnect, receive, gone, nursery.cancel_scope)
-            await wait()
-            nursery.cancel_scope.cancel()
-        if gone:
-            raise ClientGone
-
-    return park
+    return until_gone
 
 
 async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Send) -> None:
@@ -95,7 +82,7 @@ async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Sen
         del args
         device = await authenticate(service.engine, token)
         scope[USER_KEY] = device.user_id
-        status, body = 200, (await service.sync.sync(device, request, _parker(receive))).dumps()
+        status, body = 200, (await service.sync.sync(device, request, _until_gone(receive))).dumps()
     except ClientGone:
         return
     except MatrixError as exc:

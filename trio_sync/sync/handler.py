@@ -1,11 +1,12 @@
 """``/sync`` by stage: parse → wait → gather → shape.
 
-The wait is the only place a request parks: a ``trio.move_on_at`` around
-:meth:`Notifier.wait_for_update`, so ``timeout`` is a cancel scope's deadline. A request
-whose answer is ready (no ``since``, ``full_state``, ``timeout=0``, or something already
-after ``since``) never enters that scope nor the caller's :data:`Park` hook: it runs
-straight through. The hook is where the HTTP layer watches for the client going away,
-so that machinery exists only while a request is parked. Gathering is one storage read
+The wait is the only place a request parks: one cancel scope, registered with
+:meth:`Notifier.parked` (which cancels it when something arrives) and whose deadline is
+``timeout``, around the caller's :data:`Park` hook. A request whose answer is ready (no
+``since``, ``full_state``, ``timeout=0``, or something already after ``since``) never
+enters that scope nor the hook: it runs straight through. The hook is where the HTTP
+layer watches for the client going away, in the request's own task: a parked poll is
+one task, one cancel scope and one registration. Gathering is one storage read
 (one hop off the Trio loop, one snapshot) bounded by the token taken after the wait.
 
 Before the wait, the device's ``set_presence`` is recorded (a write only when it changed)
@@ -18,7 +19,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from functools import partial
 
 import trio
 
@@ -41,18 +41,15 @@ from .timeline import Viewer
 #: How many devices' lazy-loading memory is kept (least recently syncing dropped first).
 LAZY_CACHE_DEVICES = 10_000
 
-#: How a parked request waits: ``park(wait)`` awaits ``wait()``. The HTTP layer passes one
-#: that also watches for the client going away and then raises :class:`ClientGone`.
-Park = Callable[[Callable[[], Awaitable[object]]], Awaitable[None]]
+#: What a parked request awaits until the notifier (or the timeout) cancels it. The HTTP
+#: layer passes one that reads its client's messages and raises :class:`ClientGone` when
+#: the client goes away; the default sleeps.
+Park = Callable[[], Awaitable[object]]
 
 
 class ClientGone(Exception):
     """Raised out of a :data:`Park` hook when the client left while its request was
     parked; nothing is to be sent."""
-
-
-async def _just_wait(wait: Callable[[], Awaitable[object]]) -> None:
-    await wait()
 
 
 async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
@@ -104,13 +101,16 @@ class SyncHandler:
             raise MatrixError(404, "M_NOT_FOUND", f"No filter {filter_id} for {user_id}")
         return parse_filter_json(stored)
 
-    async def sync(self, device: Device, req: SyncRequest, park: Park = _just_wait) -> SyncResponse:
+    async def sync(
+        self, device: Device, req: SyncRequest, park: Park = trio.sleep_forever
+    ) -> SyncResponse:
         """Build the response; for an incremental sync, wait up to ``req.timeout_ms`` first.
 
         A complete sync (no ``since``) and ``full_state=true`` never wait. An incremental
         sync returns as soon as something for this user is committed; on timeout it
         returns an empty response whose ``next_batch`` is not before ``since``. Only a
-        request that has to wait calls ``park`` (with the wait). Cancellation (or
+        request that has to wait awaits ``park()``, in a cancel scope the notifier cancels
+        when something arrives and whose deadline is the timeout. Cancellation (or
         :class:`ClientGone` from ``park``) ends the wait at once and leaves nothing behind.
         """
         if self.presence is None:
@@ -135,8 +135,11 @@ class SyncHandler:
             if trio.current_time() < deadline and not notifier.has_news(
                 user_id, wait_from, device_id
             ):
-                with trio.move_on_at(deadline):
-                    await park(partial(notifier.wait_for_update, user_id, wait_from, device_id))
+                with (
+                    trio.CancelScope(deadline=deadline) as scope,
+                    notifier.parked(user_id, wait_from, device_id, scope),
+                ):
+                    await park()
             now = self._now(since)
             resp = await self._build(device, req, since, now, filt)
             empty = resp.is_empty()
