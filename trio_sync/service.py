@@ -32,6 +32,7 @@ from .notifier import Notifier
 from .observability.endpoints import ops_app
 from .observability.health import DatabaseProbe, Readiness
 from .observability.metrics import install_gc_timing, service_registry
+from .sliding.handler import SlidingSyncHandler
 from .sources.file import follow_file
 from .storage import Engine, open_engine
 from .storage.accounts import add_device, new_token
@@ -56,6 +57,7 @@ class Service:
     probe: DatabaseProbe
     #: The homeserver's database (read only), when ``config.homeserver_database`` is set.
     homeserver_db: HomeserverDatabase | None = None
+    sliding: SlidingSyncHandler = field(init=False)
     app: ASGIApp = field(init=False)
     registry: CollectorRegistry = field(init=False)
     addresses: list[str] = field(default_factory=list)
@@ -206,6 +208,7 @@ async def _open_service(
             service = Service(
                 config, engine, notifier, ingestor, handler, readiness, probe, homeserver_db
             )
+            service.sliding = SlidingSyncHandler(engine, notifier, handler)
             service.registry = registry
             service.app = create_app(service)
             if config.log:

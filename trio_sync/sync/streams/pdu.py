@@ -27,7 +27,7 @@ from ...storage import rooms as q
 from ...storage.visibility import RoomAccess, load_access
 from ...tokens import TopologyToken
 from ..response import JoinedRoom, RoomTimeline, SyncContext, SyncResponse
-from ..timeline import Selected, first_page_size, scan, select_recent
+from ..timeline import Selected, first_page_size, prev_batch, scan, select_recent
 
 #: Up to this many new events, read them all in one query and share them out by room.
 READ_RANGE_MAX = 200
@@ -124,13 +124,10 @@ async def room_section(
     ]
     if sfilter.limit is not None:
         served_state = served_state[: sfilter.limit]
-    prev_batch = (
-        str(TopologyToken(events[0].depth, events[0].pos))
-        if events
-        else (str(ctx.now) if upto == ctx.now.pdu else str(TopologyToken(0, upto + 1)))
-    )
     return JoinedRoom(
-        timeline=RoomTimeline([viewer.serve(e, access) for e in events], limited, prev_batch),
+        timeline=RoomTimeline(
+            [viewer.serve(e, access) for e in events], limited, prev_batch(events, upto, ctx.now)
+        ),
         state=served_state,
         state_field=ctx.state_field,
         summary=summary.to_json() if summary is not None else None,
