@@ -168,14 +168,11 @@ class Notifier:
     def has_news(self, user_id: str, since: StreamToken, device_id: str | None = None) -> bool:
         """Whether :meth:`wait_for_update` would return at once: something for ``user_id``
         (or its device ``device_id``) happened after ``since``, ``since`` holds a typing
-        position of another process, or the notifier is closing. Never a checkpoint."""
+        position of another process, or the notifier is closing. Keeps (or starts) the
+        user's stream, so that its next request can tell. Never a checkpoint."""
         if self._closing or self.typing.is_stale(since.typing):
             return True
-        stream = self._streams.get(user_id)
-        if stream is None:
-            # What a new stream would assume (see ``_stream``), without keeping one.
-            return self._current.is_after(since)
-        return stream.has_news(since, device_id)
+        return self._stream(user_id).has_news(since, device_id)
 
     def parked(
         self,
