@@ -50,7 +50,6 @@ from bench import (
     token_for,
 )
 from trio_sync import Config, open_service
-from trio_sync.http.auth import authenticate
 from trio_sync.roomlog import RoomLog
 from trio_sync.storage import Conn, open_engine
 from trio_sync.storage.accounts import add_device
@@ -352,7 +351,7 @@ async def statements(url: str, w: Workload) -> dict[str, int]:
 
         async def count(user: str, since: StreamToken | None) -> tuple[int, StreamToken]:
             before = getattr(engine, "statements", -1)
-            device = await authenticate(engine, token_for(user))
+            device = await service.auth.authenticate(token_for(user))
             resp = await service.sync.sync(device, SyncRequest(since=since))
             return getattr(engine, "statements", -1) - before, resp.next_batch
 

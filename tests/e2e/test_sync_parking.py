@@ -12,7 +12,6 @@ import pytest
 import trio
 
 from trio_sync import Service
-from trio_sync.http.auth import authenticate
 from trio_sync.roomlog import RoomLog
 from trio_sync.sync.request import SyncRequest
 from trio_sync.tokens import StreamToken
@@ -42,7 +41,7 @@ class Recorder:
 
 async def test_ready_answers_never_park(service: Service, room: RoomLog) -> None:
     token = await service.add_device(BOB, "B")
-    device = await authenticate(service.engine, token)
+    device = await service.auth.authenticate(token)
     park = Recorder()
     first = await service.sync.sync(device, SyncRequest(), park)
     since = first.next_batch

@@ -10,7 +10,6 @@ import orjson
 import pytest
 
 from trio_sync import Service
-from trio_sync.http.auth import authenticate
 from trio_sync.roomlog import RoomLog
 from trio_sync.storage.accounts import Device
 from trio_sync.sync.request import SyncRequest
@@ -51,7 +50,7 @@ async def _counted(service: Service, device: Device, req: SyncRequest) -> tuple[
 
 
 async def _device(service: Service, user_id: str) -> Device:
-    return await authenticate(service.engine, await service.add_device(user_id, "D"))
+    return await service.auth.authenticate(await service.add_device(user_id, "D"))
 
 
 async def test_statements_are_the_same_for_one_room_and_a_thousand(

@@ -27,7 +27,7 @@ from ..errors import MatrixError
 from ..sync.handler import ClientGone, Park
 from ..sync.request import parse_sync_request
 from .asgi import USER_KEY, Receive, Scope, Send
-from .auth import authenticate, token_from
+from .auth import token_from
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -47,19 +47,22 @@ def is_sync_request(scope: Scope) -> bool:
     return scope["type"] == "http" and scope["method"] == "GET" and scope["path"] in SYNC_PATHS
 
 
-def _query(scope: Scope) -> dict[str, str]:
+def _query(scope: Scope) -> tuple[dict[str, str], list[str]]:
+    """The query parameters (the first of repeated ones wins) and every ``access_token``."""
     args: dict[str, str] = {}
+    tokens: list[str] = []
     raw = scope.get("query_string", b"").decode("utf-8", "replace")
     for key, value in parse_qsl(raw, keep_blank_values=True):
-        args.setdefault(key, value)  # the first of repeated parameters wins
-    return args
+        args.setdefault(key, value)
+        if key == "access_token":
+            tokens.append(value)
+    return args, tokens
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
+def _headers(scope: Scope, name: bytes) -> list[str]:
+    return [
+        bytes(value).decode("latin-1") for key, value in scope["headers"] if key.lower() == name
+    ]
 
 
 def _until_gone(receive: Receive) -> Park:
@@ -76,11 +79,11 @@ async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Sen
     """Answer one ``GET /sync``. A parked request whose client leaves is cancelled at once
     and sends nothing."""
     try:
-        args = _query(scope)
-        token = token_from(_header(scope, b"authorization"), args.get("access_token"))
+        args, tokens = _query(scope)
+        token = token_from(_headers(scope, b"authorization"), tokens)
         request = parse_sync_request(args)
         del args
-        device = await authenticate(service.engine, token)
+        device = await service.auth.authenticate(token)
         scope[USER_KEY] = device.user_id
         status, body = 200, (await service.sync.sync(device, request, _until_gone(receive))).dumps()
     except ClientGone:
