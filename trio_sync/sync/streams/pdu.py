@@ -24,6 +24,7 @@ import orjson
 
 from ...aggregations import bundles
 from ...storage import Conn
+from ...storage import relations as rel
 from ...storage import rooms as q
 from ...storage.visibility import RoomAccess, load_access
 from ...tokens import TopologyToken
@@ -60,6 +61,7 @@ async def room_section(
     changes: q.StateChanges | None = None,
     chosen: Selected | None = None,
     state_rows: list[q.StateEvent] | None = None,
+    with_children: set[str] | None = None,
 ) -> JoinedRoom:
     """Timeline of events at ``after < p <= upto`` (newest ``limit`` the user may see) and
     the state that goes with it.
@@ -125,7 +127,11 @@ async def room_section(
     ]
     if sfilter.limit is not None:
         served_state = served_state[: sfilter.limit]
-    bundled = await bundles(conn, viewer, access, room_id, events, ctx.now.pdu)
+    bundled = (
+        await bundles(conn, viewer, access, room_id, events, ctx.now.pdu)
+        if with_children is None or any(e.event_id in with_children for e in events)
+        else {}
+    )
     served = [viewer.serve(e, access, bundled.get(e.event_id)) for e in events]
     return JoinedRoom(
         timeline=RoomTimeline(served, limited, prev_batch(events, upto, ctx.now)),
@@ -180,6 +186,11 @@ async def joined_sections(
             start = (c.events[0].pos if c.events else upto + 1) - 1
             points[room_id] = upto if ctx.state_after else start
         states = await q.states_at(conn, points, viewer.fmt)
+    # Which timeline events have relations to bundle, for all rooms at once (a room whose
+    # events have none then costs no aggregation query).
+    with_children = await rel.parents_with_children(
+        conn, rooms, [e.event_id for c in chosen.values() for e in c.events], ctx.now.pdu
+    )
     out = {}
     for room_id in rooms:
         out[room_id] = await room_section(
@@ -195,6 +206,7 @@ async def joined_sections(
             changes=changes,
             chosen=chosen[room_id],
             state_rows=states.get(room_id),
+            with_children=with_children,
         )
     return out
 
