@@ -41,6 +41,7 @@ from .room_lists import (
     candidates,
     facts_needed,
     latest_of,
+    memberships,
     passes,
     read_facts,
     read_recency,
@@ -49,11 +50,16 @@ from .room_lists import (
 from .rooms import BuildScope, RoomPlan, build_rooms
 from .store import Connection, ListState, SentRoom, load_connection, record_position
 
+#: How many users' memberships are kept (least recently read dropped first).
+MEMBERSHIP_CACHE_USERS = 10_000
+
 
 @dataclass(slots=True)
 class _Found:
     """What the first read of a build found."""
 
+    #: Every membership of the user (see :func:`memberships`).
+    every: dict[str, Candidate]
     rooms: dict[str, Candidate]
     recency: RecencyUpdate
     facts: RoomFacts
@@ -65,12 +71,14 @@ async def _find_rooms(
     user_id: str,
     now: StreamToken,
     left_after: int | None,
+    known: dict[str, Candidate] | None,
     recency: Recency,
     as_of: int,
     lists: list[ListRequest],
 ) -> _Found:
     ignored = await ignored_users(conn, user_id)
-    found = await candidates(conn, user_id, now.pdu, now.invite, left_after)
+    every = known if known is not None else await memberships(conn, user_id, now.pdu, now.invite)
+    found = candidates(every, left_after)
     if ignored:
         found = {
             r: c
@@ -81,7 +89,7 @@ async def _find_rooms(
     spaces = sorted({s for lst in lists for s in lst.filters.spaces or ()})
     need = facts_needed(lists) | {"direct"}
     facts = await read_facts(conn, user_id, found, spaces, now.pdu, need)
-    return _Found(found, update, facts, ignored)
+    return _Found(every, found, update, facts, ignored)
 
 
 @dataclass(slots=True)
@@ -126,6 +134,9 @@ class SlidingSyncHandler:
         self._notifier = notifier
         self._sync = sync
         self._recency = Recency()
+        #: Each user's memberships with the PDU and invite positions they were read at:
+        #: good while the notifier saw no membership change and no invite moved.
+        self._memberships: dict[str, tuple[int, int, dict[str, Candidate]]] = {}
 
     async def sync(self, device: Device, req: SlidingRequest) -> dict[str, Any]:
         """The response body; waits up to ``req.timeout_ms`` for news when ``pos`` is given.
@@ -183,6 +194,25 @@ class SlidingSyncHandler:
             body["txn_id"] = req.txn_id
         return body
 
+    def _known_memberships(self, user_id: str, now: StreamToken) -> dict[str, Candidate] | None:
+        cached = self._memberships.get(user_id)
+        if cached is None:
+            return None
+        pdu, invite, every = cached
+        if invite != now.invite or pdu > now.pdu:
+            return None
+        if not self._notifier.memberships_quiet(user_id, pdu):
+            return None
+        return every
+
+    def _remember_memberships(
+        self, user_id: str, now: StreamToken, every: dict[str, Candidate]
+    ) -> None:
+        self._memberships.pop(user_id, None)
+        self._memberships[user_id] = (now.pdu, now.invite, every)
+        while len(self._memberships) > MEMBERSHIP_CACHE_USERS:
+            del self._memberships[next(iter(self._memberships))]
+
     async def _build(
         self,
         device: Device,
@@ -193,16 +223,20 @@ class SlidingSyncHandler:
     ) -> _Built:
         user_id = device.user_id
         since = state.token
+        cached = self._known_memberships(user_id, now)
         found = await self._engine.read(
             _find_rooms,
             user_id,
             now,
             since.pdu if since is not None else None,
+            cached,
             self._recency,
             self._recency.as_of,
             list(req.lists.values()),
         )
         self._recency.merge(found.recency)
+        if cached is None:
+            self._remember_memberships(user_id, now, found.every)
         recency = self._recency
         # Rooms to consider, with the config they are sent with (largest of all asks).
         configs: dict[str, RoomConfig] = {}
