@@ -20,33 +20,26 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import shutil
 import sys
-import tempfile
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
-import trio
+from streams import close
 
 from bench import (
     SERVER_NAME,
-    Database,
     Http,
     Response,
     Result,
     Server,
-    _register,
     bench_main,
-    drop_database,
     line,
     ms,
-    new_database,
     pct,
     push,
+    run_with_server,
     say,
     token_for,
 )
@@ -251,10 +244,7 @@ async def fig_wake(port: int, log: RoomLog, sizes: Sizes, res: Result) -> None:
             f"parked at the end: {still} of {len(polls)}"
         )
     finally:
-        for p in polls:
-            if p.task is not None:
-                p.task.cancel()
-            p.http.close()
+        close(polls)
         pusher.close()
 
 
@@ -281,29 +271,15 @@ async def http_figures(
 
 
 def run_backend(backend: str, sizes: Sizes, dsn: str) -> Result:
-    res = Result(backend)
-    workdir = Path(tempfile.mkdtemp(prefix=f"trio-sync-sliding-{backend}-"))
-    db: Database | None = None
-    server: Server | None = None
-    try:
-        db = new_database(backend, workdir, "sliding", dsn)
-        trio.run(_register, db.url, [USER, BOT, *(poller(n) for n in range(sizes.pollers))])
-        log, lines = build_log(sizes)
-        server = Server(db.url, workdir)
-        server.start()
-        asyncio.run(http_figures(server, log, lines, sizes, res))
-    except Exception as exc:
-        traceback.print_exc()
-        res.add("ERROR", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}")
-        if server is not None:
-            res.notes.append("server log tail:\n" + server.tail())
-    finally:
-        if server is not None:
-            server.stop()
-        if db is not None:
-            drop_database(db)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return res
+    users = [USER, BOT, *(poller(n) for n in range(sizes.pollers))]
+    log, lines = build_log(sizes)
+    return run_with_server(
+        backend,
+        "sliding",
+        dsn,
+        users,
+        lambda server, res: http_figures(server, log, lines, sizes, res),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
