@@ -186,6 +186,8 @@ class RoomFacts:
     tags: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: space → its children (``m.space.child`` with a ``via``).
     children: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: The rooms the user's ``m.direct`` account data names, when read.
+    direct_data: frozenset[str] | None = None
 
 
 def facts_needed(lists: Iterable[ListRequest]) -> set[str]:
@@ -206,6 +208,22 @@ def facts_needed(lists: Iterable[ListRequest]) -> set[str]:
     return need
 
 
+async def direct_rooms(conn: Conn, user_id: str) -> frozenset[str]:
+    """The rooms the user's ``m.direct`` account data names."""
+    text = await conn.fetchval(
+        "SELECT content FROM account_data WHERE user_id = $1 AND room_id = '' "
+        "AND type = 'm.direct'",
+        user_id,
+    )
+    content = orjson.loads(text) if text else {}
+    out: set[str] = set()
+    if isinstance(content, dict):
+        for value in content.values():
+            if isinstance(value, list):
+                out.update(r for r in value if isinstance(r, str))
+    return frozenset(out)
+
+
 def _content(json_text: str) -> dict[str, object]:
     try:
         content = orjson.loads(json_text).get("content")
@@ -221,6 +239,7 @@ async def read_facts(
     spaces: Sequence[str],
     upto: int,
     need: set[str],
+    direct_data: frozenset[str] | None = None,
 ) -> RoomFacts:
     """The :class:`RoomFacts` in ``need`` for ``rooms`` as of ``upto``. Invites' facts come
     from their stripped state."""
@@ -231,16 +250,9 @@ async def read_facts(
     children: dict[str, frozenset[str]] = {}
     ids = list(rooms)
     if "direct" in need:
-        text = await conn.fetchval(
-            "SELECT content FROM account_data WHERE user_id = $1 AND room_id = '' "
-            "AND type = 'm.direct'",
-            user_id,
-        )
-        content = orjson.loads(text) if text else {}
-        if isinstance(content, dict):
-            for value in content.values():
-                if isinstance(value, list):
-                    direct.update(r for r in value if isinstance(r, str))
+        if direct_data is None:
+            direct_data = await direct_rooms(conn, user_id)
+        direct.update(direct_data)
         for c in rooms.values():
             if c.invite_json is not None and orjson.loads(c.invite_json).get("content", {}).get(
                 "is_direct"
@@ -301,7 +313,9 @@ async def read_facts(
             if _content(str(r[2])).get("via"):
                 found.setdefault(str(r[0]), set()).add(str(r[1]))
         children = {s: frozenset(c) for s, c in found.items()}
-    return RoomFacts(frozenset(direct), frozenset(encrypted), room_type, tags, children)
+    return RoomFacts(
+        frozenset(direct), frozenset(encrypted), room_type, tags, children, direct_data
+    )
 
 
 def passes(f: ListFilters, c: Candidate, facts: RoomFacts) -> bool:

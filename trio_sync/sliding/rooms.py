@@ -23,7 +23,7 @@ import orjson
 from ..filters import RoomEventFilter
 from ..storage import Array, Conn
 from ..storage import rooms as q
-from ..storage.visibility import load_access
+from ..storage.visibility import RoomAccess, load_access
 from ..sync.streams.invites import invite_state
 from ..sync.streams.pdu import knock_state
 from ..sync.timeline import Viewer, prev_batch, select_recent
@@ -172,7 +172,23 @@ async def build_rooms(
     sent_now: dict[str, SentRoom] = {}
     now = scope.now.pdu
     inside = [p for p in plans if p.candidate.membership in ("join", "leave", "ban")]
-    access = await load_access(conn, scope.user_id, [p.candidate.room_id for p in inside], now)
+    # A room the user was joined to all through what the timeline may show (it was sent
+    # already, after the join): every event there is visible, no rows are needed to judge.
+    steady = {
+        p.candidate.room_id: RoomAccess.joined_from(scope.user_id, p.candidate.since)
+        for p in inside
+        if p.candidate.membership == "join"
+        and p.sent is not None
+        and p.sent.sent_upto >= p.candidate.since
+        and p.config.timeline_limit <= p.sent.timeline_limit
+    }
+    access = await load_access(
+        conn,
+        scope.user_id,
+        [p.candidate.room_id for p in inside if p.candidate.room_id not in steady],
+        now,
+    )
+    access.update(steady)
     joined = [p.candidate.room_id for p in inside if p.candidate.membership == "join"]
     # Rooms sent for the first time need their summary: read those in one query.
     fresh = [
