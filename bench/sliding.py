@@ -41,6 +41,7 @@ from bench import (
     push,
     run_with_server,
     say,
+    sync_path,
     token_for,
 )
 from trio_sync.roomlog import RoomLog
@@ -172,6 +173,28 @@ async def fig_first_and_incremental(port: int, log: RoomLog, sizes: Sizes, res: 
             "p50 ≤ 5 ms",
             pct(incrementals, 50) <= 0.005,
             got_event,
+        )
+        # The same for /sync (timeline limit 10), in the same run: the floor to compare with.
+        filt = '{"room":{"timeline":{"limit":10}}}'
+        since = (await http.request("GET", sync_path(filter_json=filt), token_for(USER))).json()[
+            "next_batch"
+        ]
+        plain: list[float] = []
+        for i in range(sizes.samples + 3):
+            room = window[i % len(window)]
+            await push(pusher, [line(log.message(room, BOT, f"sync {i}"))])
+            t0 = time.perf_counter()
+            resp = await http.request("GET", sync_path(since, 0, filt), token_for(USER))
+            elapsed = time.perf_counter() - t0
+            since = resp.json()["next_batch"]
+            if i >= 3:
+                plain.append(elapsed)
+        res.add(
+            "(b) the same with GET /sync (floor, same run), p50 / p99",
+            f"{ms(pct(plain, 50))} / {ms(pct(plain, 99))}",
+        )
+        res.notes.append(
+            f"(b) sliding ÷ /sync incremental p50: {pct(incrementals, 50) / pct(plain, 50):.2f}x"
         )
     finally:
         http.close()
