@@ -17,6 +17,7 @@ import orjson
 
 from ..redaction import redact, redact_for_client
 from ..storage import FOREVER, Array, Conn
+from ..storage.history import STREAM_SUB, backfill_anchor
 from ..storage.rooms import MEMBER, RESET_EVENT_ID, STRIPPED_TYPES
 from ..tokens import StreamToken
 from .messages import (
@@ -207,10 +208,7 @@ async def _apply(conn: Conn, pos: _Positions, out: Applied, message: Message) ->
     if isinstance(message, NewRoomEvent):
         await _new_room_event(conn, pos, out, message)
     elif isinstance(message, OldRoomEvent):
-        if await _insert_event(conn, pos, message.event, message.event.unsigned, exclude=True):
-            out.accepted += 1
-        else:
-            out.duplicates += 1
+        await _old_room_event(conn, pos, out, message.event)
     elif isinstance(message, NewInviteEvent):
         await _new_invite(conn, pos, out, message.event, message.room_version)
     elif isinstance(message, RetireInviteEvent):
@@ -228,10 +226,13 @@ async def _apply(conn: Conn, pos: _Positions, out: Applied, message: Message) ->
 _INSERT_EVENT = (
     "INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, "
     "origin_server_ts, room_version, client_json, pdu_json, exclude_from_sync, "
-    "txn_session, txn_id, replaces_state, history_visibility) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
-    "ON CONFLICT (event_id) DO NOTHING"
+    "txn_session, txn_id, replaces_state, topo_anchor, topo_sub, history_visibility) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
+    "$18) ON CONFLICT (event_id) DO NOTHING"
 )
+
+#: ``(topo_anchor, topo_sub)`` of an event that is not part of the room's history.
+_OUTLIER: tuple[int | None, int | None] = (None, None)
 
 
 def _event_row(
@@ -240,8 +241,15 @@ def _event_row(
     unsigned: dict[str, Any],
     exclude: bool,
     txn: tuple[int | None, str | None],
+    history: tuple[int | None, int | None] | None = None,
 ) -> tuple[object, ...]:
-    """The ``events`` row of ``ev`` at position ``at``, less its history_visibility."""
+    """The ``events`` row of ``ev`` at position ``at``, less its history_visibility.
+
+    ``history`` is its place in the room's history order (``storage/history.py``): by
+    default that of a stream event, or none for an excluded one.
+    """
+    if history is None:
+        history = _OUTLIER if exclude else (at, STREAM_SUB)
     return (
         at,
         ev.event_id,
@@ -258,6 +266,7 @@ def _event_row(
         txn[0],
         txn[1],
         unsigned.get("replaces_state"),
+        *history,
     )
 
 
@@ -270,17 +279,29 @@ async def _insert_event(
     exclude: bool = False,
     txn: tuple[int | None, str | None] = (None, None),
     visibility: str | None = None,
+    history: tuple[int | None, int | None] | None = None,
 ) -> bool:
     """Store ``ev`` at the next PDU position; False (and no position used) if already stored."""
     row = await conn.fetchrow(
         _INSERT_EVENT + " RETURNING pos",
-        *_event_row(pos.peek("pdu"), ev, unsigned, exclude, txn),
+        *_event_row(pos.peek("pdu"), ev, unsigned, exclude, txn, history),
         visibility,
     )
     if row is None:
         return False
     pos.next("pdu")
     return True
+
+
+async def _old_room_event(conn: Conn, pos: _Positions, out: Applied, ev: Pdu) -> None:
+    """Store a backfilled event in the room's history just before the first stream event
+    deeper than it (at the end when there is none); never sent down ``/sync``."""
+    anchor = await backfill_anchor(conn, ev.room_id, ev.depth)
+    place = (pos.peek("pdu") if anchor is None else anchor, max(min(ev.depth, STREAM_SUB - 1), 0))
+    if await _insert_event(conn, pos, ev, ev.unsigned, exclude=True, history=place):
+        out.accepted += 1
+    else:
+        out.duplicates += 1
 
 
 async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomEvent) -> None:
