@@ -78,6 +78,22 @@ def visible(history: Sequence[Pdu], user: str) -> list[bool]:
     return out
 
 
+def readable(history: Sequence[Pdu], user: str) -> list[bool]:
+    """What the read endpoints show ``user``: :func:`visible`, except that a user never
+    joined sees only ``world_readable`` history (before or after a setting change), and
+    nothing unless the room is ``world_readable`` now."""
+    states = replay(history, user)
+    if any(m == "join" for _, m in states):
+        return visible(history, user)
+    if states[-1][0] != "world_readable":
+        return [False] * len(history)
+    out = []
+    for i, pdu in enumerate(history):
+        around = {states[i][0], states[i + 1][0] if pdu["type"] == HISTORY else states[i][0]}
+        out.append("world_readable" in around)
+    return out
+
+
 def sync_view(history: Sequence[Pdu], user: str, since: int) -> tuple[str, list[int]] | None:
     """Where a sync from ``since`` (events before index ``since`` are old; 0 for a complete
     sync with ``include_leave``) puts the room, and its timeline (indexes) when the limit is
@@ -212,7 +228,7 @@ class View:
 
     def __post_init__(self) -> None:
         self.ids = [p["_event_id"] for p in self.history]
-        self.ok = visible(self.history, self.user)
+        self.ok = readable(self.history, self.user)
         self.allowed = [eid for eid, ok in zip(self.ids, self.ok, strict=True) if ok]
         self.states = states = replay(self.history, self.user)
         # unsigned.membership: after the user's own membership events, before the others.
@@ -273,9 +289,9 @@ class View:
 
         backwards = await self.messages(dir="b", **{"from": now})
         forwards = await self.messages(dir="f")
-        if backwards is None or forwards is None:  # never a member, not world readable now
-            assert all(m == "leave" for _, m in self.states)
-            assert self.states[-1][0] != "world_readable"
+        never_joined = all(m != "join" for _, m in self.states)
+        shut_out = never_joined and self.states[-1][0] != "world_readable"
+        if shut_out:
             assert backwards is forwards is None
         else:
             assert backwards == self.allowed[::-1]
@@ -287,7 +303,7 @@ class View:
             if ok:
                 assert self.served([r.json()]) == [eid]
             r = await self.get(f"/rooms/{quote(self.room)}/context/{quote(eid)}", limit=4)
-            assert r.status_code == (200 if ok else 404), (eid, r.text)
+            assert r.status_code == (403 if shut_out else 200 if ok else 404), (eid, r.text)
             if ok:
                 body, k = r.json(), self.allowed.index(eid)
                 assert self.served([body["event"]]) == [eid]

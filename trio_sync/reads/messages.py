@@ -17,14 +17,15 @@ from typing import Any
 
 import orjson
 
-from ..errors import MatrixError, forbidden, invalid_param, not_found
+from ..errors import MatrixError, invalid_param, not_found
 from ..filters import RoomEventFilter
 from ..storage import Conn
 from ..storage import rooms as q
 from ..storage.account_data import ignored_users
-from ..storage.visibility import RoomAccess, load_access
+from ..storage.visibility import RoomAccess
 from ..sync.timeline import Viewer, scan
 from ..tokens import StreamToken, TopologyToken
+from .access import room_access as room_access
 
 #: ``limit`` above this is treated as this.
 MAX_LIMIT = 1000
@@ -54,15 +55,6 @@ class Page:
     to: int | None
     limit: int
     filter: RoomEventFilter
-
-
-async def room_access(conn: Conn, user_id: str, room_id: str, now: int) -> RoomAccess:
-    """The user's access to ``room_id``; 403 unless it has ever been a member or the room
-    is world readable now."""
-    access = (await load_access(conn, user_id, [room_id], now))[room_id]
-    if not access.ever_member() and access.setting_at(now) != "world_readable":
-        raise forbidden(f"{user_id} is not in room {room_id} and it is not world readable")
-    return access
 
 
 async def _lazy_state(
@@ -123,25 +115,30 @@ async def messages(
 
 
 async def visible_event(
-    conn: Conn, viewer: Viewer, event_id: str, now: int
-) -> tuple[str, q.TimelineEvent, RoomAccess]:
-    """The event, its room and the user's access to it; 404 when it is unknown or the user
-    may not see it (the two are not told apart)."""
+    conn: Conn, viewer: Viewer, room_id: str, event_id: str, now: int
+) -> tuple[q.TimelineEvent, RoomAccess]:
+    """The event of ``room_id`` and the user's access to the room; 403 when the user may
+    not read the room (:func:`.access.room_access`), 404 when the event is unknown, of
+    another room, or one the user may not see (those are not told apart)."""
+    access = await room_access(conn, viewer.user_id, room_id, now)
     found = await q.event_by_id(conn, event_id, viewer.fmt)
-    if found is None or found[1].pos > now:
+    if found is None or found[1].pos > now or found[0] != room_id:
         raise not_found("Event not found")
-    room_id, ev = found
-    access = (await load_access(conn, viewer.user_id, [room_id], now))[room_id]
+    ev = found[1]
     if not access.visible(ev.pos, ev.type, ev.state_key):
         raise not_found("Event not found")
-    return room_id, ev, access
+    return ev, access
 
 
 async def event(conn: Conn, viewer: Viewer, room_id: str, event_id: str, now: int) -> Any:
-    """The ``/rooms/{roomId}/event/{eventId}`` response body."""
-    found_room, ev, access = await visible_event(conn, viewer, event_id, now)
-    if found_room != room_id:
-        raise not_found("Event not found")
+    """The ``/rooms/{roomId}/event/{eventId}`` response body. The spec's only answer for
+    an event the user may not read is 404, so a room it may not read is 404 here too."""
+    try:
+        ev, access = await visible_event(conn, viewer, room_id, event_id, now)
+    except MatrixError as exc:
+        if exc.errcode == "M_FORBIDDEN":
+            raise not_found("Event not found") from None
+        raise
     return orjson.Fragment(viewer.serve(ev, access))
 
 
@@ -156,9 +153,7 @@ async def context(
 ) -> dict[str, Any]:
     """The ``/context/{eventId}`` response body: the event, up to ``limit`` events around
     it (half before, the rest after), and the state at it."""
-    found_room, ev, access = await visible_event(conn, viewer, event_id, now)
-    if found_room != room_id:
-        raise not_found("Event not found")
+    ev, access = await visible_event(conn, viewer, room_id, event_id, now)
     viewer = replace(viewer, ignored=await ignored_users(conn, viewer.user_id))
     n_before = limit // 2
     n_after = limit - n_before
