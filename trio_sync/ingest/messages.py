@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from ..client_format import stored_unsigned
 from .bad_message import BadMessage as BadMessage
 from .fields import integer, mapping, room_id, text, user_id
 from .user_messages import PARSERS, UserMessage, parse_user_message
@@ -41,7 +42,9 @@ class Pdu:
         return self.state_key is not None
 
     def client_dict(self, unsigned: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The event as clients see it (the spec's ClientEvent)."""
+        """The event as clients see it (the spec's ClientEvent), with only the ``unsigned``
+        keys of :data:`~trio_sync.client_format.STORED_UNSIGNED` (of ``unsigned`` if
+        given, else the PDU's)."""
         event: dict[str, Any] = {
             "content": self.content,
             "event_id": self.event_id,
@@ -54,7 +57,7 @@ class Pdu:
             event["state_key"] = self.state_key
         if self.redacts is not None:
             event["redacts"] = self.redacts
-        extra = self.unsigned if unsigned is None else unsigned
+        extra = stored_unsigned(self.unsigned if unsigned is None else unsigned)
         if extra:
             event["unsigned"] = extra
         return event
