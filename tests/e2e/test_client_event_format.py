@@ -131,3 +131,49 @@ async def test_stripped_state_only_in_invite_and_knock_state(rooms: Rooms) -> No
     names = [e for e in knock_state if e["type"] == "m.room.name"]
     assert [e["content"] for e in names] == [{"name": "From the PDU"}]
     assert knock_state[-1]["content"]["membership"] == "knock"
+
+
+def sync_events(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every event of the rooms of a /sync body (timelines, state, state_after)."""
+    out: list[dict[str, Any]] = []
+    for kind in ("join", "leave"):
+        for room in body.get("rooms", {}).get(kind, {}).values():
+            for section in ("timeline", "state", "state_after", "org.matrix.msc4222.state_after"):
+                out += room.get(section, {}).get("events", [])
+    return out
+
+
+async def test_sync_events_carry_no_room_id_and_the_read_endpoints_do(rooms: Rooms) -> None:
+    ids = await busy_room(rooms)
+    since = await rooms.now(ALICE)
+    await rooms.say(ROOM, BOB, "news")
+    await rooms.ingest(rooms.log.member(ROOM, CAROL, "join"))
+    await rooms.ingest(rooms.log.member(ROOM, CAROL, "leave"))
+    bodies = {
+        "complete": await rooms.sync(ALICE),
+        "incremental": await rooms.sync(ALICE, since=since),
+        "full_state": await rooms.sync(ALICE, since=since, full_state=True),
+        "state_after": await rooms.sync(ALICE, use_state_after=True),
+        "lazy": await rooms.sync(
+            ALICE, filter={"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 2}}}
+        ),
+        "left room": await rooms.sync(CAROL, filter={"room": {"include_leave": True}}),
+    }
+    for name, body in bodies.items():
+        events = sync_events(body)
+        assert events, name
+        with_room = [e["event_id"] for e in events if "room_id" in e]
+        assert not with_room, f"{name}: {with_room}"
+    # The redacted event (stored bytes rewritten by the redaction) too.
+    timeline = bodies["complete"]["rooms"]["join"][ROOM]["timeline"]["events"]
+    assert ids["doomed"] in {e["event_id"] for e in timeline}
+
+    served = [
+        *(await rooms.messages(ALICE, ROOM, limit=50))["chunk"],
+        await rooms.event(ALICE, ROOM, ids["doomed"]),
+        *(await rooms.members(ALICE, ROOM))["chunk"],
+    ]
+    context = await rooms.context(ALICE, ROOM, ids["topic"])
+    served += [context["event"], *context["events_before"], *context["events_after"]]
+    served += context["state"]
+    assert all(e["room_id"] == ROOM for e in served)

@@ -45,11 +45,12 @@ class Pdu:
         """The event as clients see it (the spec's ClientEvent), with only the ``unsigned``
         keys of :data:`~trio_sync.client_format.STORED_UNSIGNED` (of ``unsigned`` if
         given, else the PDU's)."""
+        # room_id first: /sync slices it off (client_format.without_room_id).
         event: dict[str, Any] = {
+            "room_id": self.room_id,
             "content": self.content,
             "event_id": self.event_id,
             "origin_server_ts": self.origin_server_ts,
-            "room_id": self.room_id,
             "sender": self.sender,
             "type": self.type,
         }
