@@ -140,6 +140,33 @@ def _ids(obj: dict[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+#: Room versions whose room ID is the create event's reference hash (MSC4291): their
+#: ``m.room.create`` PDU carries no ``room_id``.
+HASHED_ROOM_ID_VERSIONS = frozenset({"12", "org.matrix.hydra.11"})
+
+
+def _room_of(
+    obj: dict[str, Any], event_id: str, etype: str, state_key: str | None, version: str
+) -> str:
+    """The event's room: its ``room_id``, or for the create event of a room version whose
+    room ID is the create event's hash, ``!`` + the event ID without ``$``. A create event
+    that names a room anyway (in ``room_id`` or a ``_room_id`` header) must name that one.
+    """
+    if not (
+        etype == "m.room.create" and state_key == "" and version in HASHED_ROOM_ID_VERSIONS
+    ):
+        return room_id(obj, "room_id")
+    derived = "!" + event_id[1:]
+    for key in ("room_id", "_room_id"):
+        named = obj.get(key)
+        if named is not None and named != derived:
+            raise BadMessage(
+                f"create event {event_id[:80]} makes room {derived[:80]}, "
+                f"but {key!r} says {str(named)[:80]!r}"
+            )
+    return derived
+
+
 def parse_pdu(obj: object, room_version: str | None = None) -> Pdu:
     """Parse a HeaderedEvent: the PDU plus ``_room_version`` and ``_event_id``."""
     if not isinstance(obj, dict):
@@ -157,10 +184,11 @@ def parse_pdu(obj: object, room_version: str | None = None) -> Pdu:
     if redacts is not None and not isinstance(redacts, str):
         raise BadMessage("redacts must be a string")
     unsigned = mapping(obj, "unsigned", optional=True)
+    etype = text(obj, "type")
     return Pdu(
         event_id=event_id,
-        room_id=room_id(obj, "room_id"),
-        type=text(obj, "type"),
+        room_id=_room_of(obj, event_id, etype, state_key, version),
+        type=etype,
         sender=user_id(obj, "sender"),
         state_key=state_key,
         depth=integer(obj, "depth", 0),
