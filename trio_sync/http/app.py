@@ -26,6 +26,7 @@ from .common import authenticate as authenticate_request
 from .common import request_body as _body
 from .common import request_json as _request_json
 from .connection import LeanHTTPConnection
+from .params import check_query, check_view_args
 from .rooms import add_room_routes
 from .sync_endpoint import CORS_HEADERS, is_sync_request, serve_sync
 
@@ -100,6 +101,12 @@ def create_app(service: Service) -> TrioSyncApp:
         if request.method == "OPTIONS":
             return Response(b"", status=204)
         return None
+
+    @app.before_request
+    async def check_params() -> None:
+        # Every path and query parameter, before any view sees it (http/params.py).
+        check_view_args(request.view_args)
+        check_query(request.args.items(multi=True))
 
     @app.get("/_matrix/client/versions")
     async def versions() -> Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..errors import MatrixError
 from ..storage import Engine
 from ..storage.accounts import Device, device_for_token
+from .params import storable
 
 
 def token_from(authorization: str | None, query_token: str | None) -> str:
@@ -22,7 +23,8 @@ def token_from(authorization: str | None, query_token: str | None) -> str:
 
 async def authenticate(engine: Engine, token: str) -> Device:
     """The device ``token`` belongs to; 401 ``M_UNKNOWN_TOKEN`` if none. A checkpoint."""
-    device = await engine.read_one(device_for_token, token)
+    # A token no backend could store (a NUL, a lone surrogate) is unknown without a look.
+    device = await engine.read_one(device_for_token, token) if storable(token) else None
     if device is None:
         raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unrecognised access token", soft_logout=False)
     return device

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from quart import Response, request
 
-from ..errors import bad_json, forbidden, invalid_param, not_json
+from ..errors import bad_json, forbidden, not_json
 from ..ingest.apply import Applied
 from ..ingest.messages import BadMessage, parse_message
 from ..storage.accounts import Device
-from . import auth
+from . import auth, params
 from .auth import token_from
 
 if TYPE_CHECKING:
@@ -68,16 +68,12 @@ def own_user(device: Device, user_id: str, what: str) -> None:
 
 def room_id_param(room_id: str) -> str:
     """A room ID from the path; 400 ``M_INVALID_PARAM`` if it is not one."""
-    if not room_id.startswith("!") or len(room_id) < 2 or len(room_id) > 255:
-        raise invalid_param(f"Not a room ID: {room_id[:80]!r}")
-    return room_id
+    return params.room_id(room_id)
 
 
 def user_id_param(user_id: str) -> str:
     """A user ID from the path; 400 ``M_INVALID_PARAM`` if it is not one."""
-    if not user_id.startswith("@") or ":" not in user_id or len(user_id) > 255:
-        raise invalid_param(f"Not a user ID: {user_id[:80]!r}")
-    return user_id
+    return params.user_id(user_id)
 
 
 def require_joined(service: Service, device: Device, room_id: str) -> None:

@@ -22,6 +22,7 @@ from ..errors import MatrixError
 from ..sync.request import parse_sync_request
 from .asgi import Receive, Scope, Send
 from .auth import authenticate, token_from
+from .params import check_query
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -70,6 +71,7 @@ async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Sen
         nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
         try:
             args = _query(scope)
+            check_query(args.items())
             token = token_from(_header(scope, b"authorization"), args.get("access_token"))
             request = parse_sync_request(args)
             del args

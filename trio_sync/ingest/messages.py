@@ -16,7 +16,7 @@ import orjson
 
 from ..client_format import stored_unsigned
 from .bad_message import BadMessage as BadMessage
-from .fields import integer, mapping, room_id, text, user_id
+from .fields import integer, mapping, no_nul, room_id, text, user_id
 from .user_messages import PARSERS, UserMessage, parse_user_message
 
 
@@ -174,17 +174,24 @@ def parse_pdu(obj: object, room_version: str | None = None) -> Pdu:
     event_id = obj.get("_event_id", obj.get("event_id"))
     if not isinstance(event_id, str) or not event_id.startswith("$"):
         raise BadMessage("event has no valid _event_id")
+    no_nul(event_id, "_event_id")
     version = obj.get("_room_version", room_version) or "1"
     if not isinstance(version, str):
         raise BadMessage("_room_version must be a string")
     state_key = obj.get("state_key")
     if state_key is not None and not isinstance(state_key, str):
         raise BadMessage("state_key must be a string")
+    if state_key is not None:
+        no_nul(state_key, "state_key")
     redacts = obj.get("redacts")
     if redacts is not None and not isinstance(redacts, str):
         raise BadMessage("redacts must be a string")
     unsigned = mapping(obj, "unsigned", optional=True)
     etype = text(obj, "type")
+    content = mapping(obj, "content")
+    membership = content.get("membership")
+    if etype == "m.room.member" and isinstance(membership, str):
+        no_nul(membership, "membership")
     return Pdu(
         event_id=event_id,
         room_id=_room_of(obj, event_id, etype, state_key, version),
@@ -194,7 +201,7 @@ def parse_pdu(obj: object, room_version: str | None = None) -> Pdu:
         depth=integer(obj, "depth", 0),
         origin_server_ts=integer(obj, "origin_server_ts", 0),
         room_version=version,
-        content=mapping(obj, "content"),
+        content=content,
         unsigned=dict(unsigned),
         redacts=redacts,
         raw=obj,
