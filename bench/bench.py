@@ -932,6 +932,20 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]
         print(" | ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)))
 
 
+def postgres_problem(dsn: str) -> str | None:
+    """Why PostgreSQL at ``dsn`` cannot be used, or None if it answers."""
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
 def bench_main(
     name: str,
     description: str,
@@ -954,6 +968,15 @@ def bench_main(
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    if "postgres" in backends:
+        problem = postgres_problem(args.postgres)
+        if problem is not None:
+            print(
+                f"PostgreSQL at {args.postgres} is unreachable ({problem}); "
+                "running the SQLite half only (start PostgreSQL or pass --postgres DSN)",
+                file=sys.stderr,
+            )
+            backends = ["sqlite"]
     started = time.perf_counter()
     results = []
     for backend in backends:

@@ -90,3 +90,9 @@ def nio_accepts(body: dict[str, Any]) -> None:
 
     parsed = nio.SyncResponse.from_dict(copy.deepcopy(body))
     assert isinstance(parsed, nio.SyncResponse), f"matrix-nio rejected the body: {parsed}"
+
+
+# Dendrite's tables in a fresh PostgreSQL database (tests/dendrite.py).
+from .dendrite import dendrite_db  # noqa: E402
+
+__all__ = ["dendrite_db"]

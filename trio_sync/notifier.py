@@ -15,13 +15,17 @@ position is the typing component of :attr:`Notifier.current`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 
 import trio
 
 from .ingest.apply import Applied
+from .observability.metrics import WAKEUPS
 from .tokens import StreamToken
 from .typing_state import TypingState
+
+log = logging.getLogger(__name__)
 
 
 class UserStream:
@@ -228,6 +232,9 @@ class Notifier:
                 stream.devices[device_id] = token.to_device
                 if stream.waiters and user_id not in wake:
                     woken.append(stream)
+        if woken:
+            WAKEUPS.inc(len(woken))
+            log.debug("batch at %s woke %d user stream(s)", token, len(woken))
         for stream in woken:
             async with stream.condition:
                 stream.condition.notify_all()

@@ -86,6 +86,16 @@ class RoomLog:
             body["transaction_id"] = {"session_id": 1, "id": txn_id}
         return {"type": "new_room_event", "new_room_event": body}
 
+    def drop_state(self, message: dict[str, Any], *keys: tuple[str, str]) -> dict[str, Any]:
+        """``message`` (a ``new_room_event`` of this log) made to also remove the state
+        entries ``keys`` without replacing them, as a room server's state reset does."""
+        body = message["new_room_event"]
+        room = self._rooms[body["event"]["room_id"]]
+        removes = body.setdefault("removes_state_event_ids", [])
+        for key in keys:
+            removes.append(room.state.pop(key))
+        return message
+
     def create_room(
         self, room_id: str, creator: str, name: str | None = None
     ) -> list[dict[str, Any]]:

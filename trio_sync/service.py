@@ -20,13 +20,20 @@ import orjson
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
+from prometheus_client import CollectorRegistry
 
 from .config import Config
+from .homeserver import HomeserverDatabase, open_optional_homeserver_database
 from .http.app import create_app
 from .http.asgi import ASGIApp
-from .ingest import Applied, Ingestor, follow_file
+from .ingest import Applied, Ingestor
 from .ingest.runner import current_token
 from .notifier import Notifier
+from .observability.endpoints import ops_app
+from .observability.health import DatabaseProbe, Readiness
+from .observability.metrics import install_gc_timing, service_registry
+from .sliding.handler import SlidingSyncHandler
+from .sources.file import follow_file
 from .storage import Engine, open_engine
 from .storage.accounts import add_device, new_token
 from .storage.rooms import joined_rooms_map
@@ -46,8 +53,16 @@ class Service:
     notifier: Notifier
     ingestor: Ingestor
     sync: SyncHandler
+    readiness: Readiness
+    probe: DatabaseProbe
+    #: The homeserver's database (read only), when ``config.homeserver_database`` is set.
+    homeserver_db: HomeserverDatabase | None = None
+    sliding: SlidingSyncHandler = field(init=False)
     app: ASGIApp = field(init=False)
+    registry: CollectorRegistry = field(init=False)
     addresses: list[str] = field(default_factory=list)
+    #: Where ``/metrics`` and ``/health`` are served alone (``config.metrics_listen``).
+    metrics_addresses: list[str] = field(default_factory=list)
 
     async def ingest(self, messages: Iterable[Mapping[str, Any] | bytes | str]) -> Applied:
         """Apply output-log messages in-process (dicts, or their JSON text), in order.
@@ -69,11 +84,17 @@ class Service:
         return await client_writer(self.ingestor)(messages)
 
     async def ingest_raw(self, raws: Sequence[bytes], source: str) -> Applied:
-        """Apply raw log messages from ``source``, in batches of ``config.batch_size``."""
+        """Apply raw log messages from ``source``, in batches of ``config.batch_size``.
+
+        Each message's offset (in ``ingest_rejects`` and ``Applied.rejects``) is its index
+        in ``raws``.
+        """
         total = Applied()
         size = self.config.batch_size
         for start in range(0, max(len(raws), 1), size):
-            total.merge(await self.ingestor.submit(source, raws[start : start + size]))
+            chunk = raws[start : start + size]
+            offsets = range(start, start + len(chunk))
+            total.merge(await self.ingestor.submit(source, chunk, list(offsets)))
         return total
 
     async def add_device(
@@ -104,9 +125,9 @@ def client_writer(ingestor: Ingestor) -> Submit:
     return submit
 
 
-def hypercorn_config(config: Config) -> HypercornConfig:
+def hypercorn_config(config: Config, listen: str | None = None) -> HypercornConfig:
     hc = HypercornConfig()
-    hc.bind = [config.listen or "127.0.0.1:0"]
+    hc.bind = [listen or config.listen or "127.0.0.1:0"]
     hc.graceful_timeout = config.graceful_timeout
     hc.keep_alive_timeout = config.keep_alive_timeout
     hc.accesslog = None
@@ -114,25 +135,78 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     return hc
 
 
+async def _serve_http(
+    app: ASGIApp,
+    hc: HypercornConfig,
+    stop: trio.Event,
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
+    """Hypercorn until ``stop`` is set (then a graceful drain); ``done`` once it ended."""
+    try:
+        await serve(app, hc, shutdown_trigger=stop.wait, task_status=task_status)  # type: ignore[arg-type]
+    finally:
+        done.set()
+
+
 @asynccontextmanager
 async def open_service(config: Config) -> AsyncIterator[Service]:
     """Run trio-sync inside the caller's task tree for as long as the context is open.
 
-    Startup order: storage (migrations) → ingest ready → HTTP listening (when
-    ``config.listen`` is set; ``service.addresses`` then holds the bound URLs).
+    Startup order: the metrics listener (when ``config.metrics_listen`` is set: its
+    ``/health`` answers 503 until the service is ready) → storage (migrations) →
+    positions loaded → ingest ready → HTTP listening (when ``config.listen`` is set;
+    ``service.addresses`` then holds the bound URLs).
     Cancellation of the caller cancels everything; a normal exit drains HTTP first
     (up to ``config.graceful_timeout`` seconds).
     """
+    install_gc_timing()
+    readiness = Readiness("opening storage")
+    registry = service_registry(
+        parked=lambda: readiness.service.notifier.waiting() if readiness.service else 0,
+        streams=lambda: readiness.service.notifier.streams() if readiness.service else 0,
+    )
+    async with trio.open_nursery() as outer:
+        stop_metrics, metrics_done = trio.Event(), trio.Event()
+        metrics_addresses: list[str] = []
+        if config.metrics_listen:
+            hc = hypercorn_config(config, config.metrics_listen)
+            app = ops_app(readiness, registry)
+            metrics_addresses = await outer.start(_serve_http, app, hc, stop_metrics, metrics_done)
+            log.info("metrics and health on %s", ", ".join(metrics_addresses))
+        try:
+            async with _open_service(config, readiness, registry) as service:
+                service.metrics_addresses = metrics_addresses
+                yield service
+        finally:
+            stop_metrics.set()
+            outer.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _open_service(
+    config: Config, readiness: Readiness, registry: CollectorRegistry
+) -> AsyncIterator[Service]:
     async with open_engine(config.database) as engine:
+        readiness.phase = "loading positions"
         notifier = Notifier(await engine.read(current_token), await engine.read(joined_rooms_map))
-        async with trio.open_nursery() as nursery:
+        homeserver = open_optional_homeserver_database(config.homeserver_database)
+        async with homeserver as homeserver_db, trio.open_nursery() as nursery:
+            readiness.phase = "starting ingest"
             ingestor = Ingestor(engine, notifier)
             await nursery.start(ingestor.run)
             await nursery.start(run_typing_expiry, notifier.typing, notifier.typing_expired)
             presence = PresenceTracker(client_writer(ingestor))
             await nursery.start(presence.run)
             handler = SyncHandler(engine, notifier, presence)
-            service = Service(config, engine, notifier, ingestor, handler)
+            probe = DatabaseProbe(engine)
+            await nursery.start(probe.run)
+            service = Service(
+                config, engine, notifier, ingestor, handler, readiness, probe, homeserver_db
+            )
+            service.sliding = SlidingSyncHandler(engine, notifier, handler)
+            service.registry = registry
             service.app = create_app(service)
             if config.log:
                 await nursery.start(
@@ -147,25 +221,18 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
             stop_http = trio.Event()
             http_done = trio.Event()
             if config.listen:
-
-                async def run_http(task_status: trio.TaskStatus[list[str]]) -> None:
-                    try:
-                        await serve(
-                            service.app,  # type: ignore[arg-type]
-                            hypercorn_config(config),
-                            shutdown_trigger=stop_http.wait,
-                            task_status=task_status,
-                        )
-                    finally:
-                        http_done.set()
-
-                service.addresses = await nursery.start(run_http)
+                service.addresses = await nursery.start(
+                    _serve_http, service.app, hypercorn_config(config), stop_http, http_done
+                )
                 log.info("listening on %s", ", ".join(service.addresses))
             else:
                 http_done.set()
+            readiness.service = service
+            readiness.phase = "ready"
             try:
                 yield service
             finally:
+                readiness.phase = "shutting down"
                 stop_http.set()
                 notifier.close()
                 with trio.CancelScope(shield=True), trio.move_on_after(config.graceful_timeout + 1):

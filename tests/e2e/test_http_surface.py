@@ -226,6 +226,7 @@ async def test_ingest_push_is_applied(
         "accepted": len(messages),
         "duplicates": 0,
         "rejected": 0,
+        "rejects": [],
         "next_batch": str(service.notifier.current),
     }
     body = await sync(http, alice)
@@ -248,6 +249,22 @@ async def test_ingest_push_is_idempotent(
     assert again.json()["next_batch"] == before["next_batch"]
     after = await sync(http, alice)
     assert without_age(after) == without_age(before)
+
+
+async def test_ingest_push_answers_with_each_rejects_offset_and_reason(
+    service: Service, http: httpx.AsyncClient, alice: str
+) -> None:
+    _, messages = _room_lines()
+    lines = [orjson.dumps(m) for m in messages]
+    lines.insert(1, b'{"type": "new_room_event"')  # not JSON
+    lines.append(b'{"type": "no_such_type"}')
+    r = await http.post(INGEST, content=b"\n".join(lines), headers=INGEST_AUTH)
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert (result["accepted"], result["rejected"]) == (len(messages), 2)
+    assert [reject["offset"] for reject in result["rejects"]] == [1, len(lines) - 1]
+    assert all(reject["reason"] for reject in result["rejects"])
+    assert "no_such_type" in result["rejects"][1]["reason"]
 
 
 async def test_ingest_push_as_json_array(

@@ -1,9 +1,11 @@
 """History visibility on random room histories, against a small model of the spec.
 
 Hypothesis draws histories (joins, leaves, invites, kicks, bans, visibility changes,
-messages, redactions); the model says which events each user may see (spec: *Room History
-Visibility*, server behaviour); complete and incremental ``/sync``, ``/messages`` both ways,
-``/context`` and ``/event`` must agree. Hypothesis runs in a worker thread and hands each
+messages, redactions, state resets that drop a member, and messages the server first
+misses and later gets as backfill); the model says which events each user may see (spec:
+*Room History Visibility*, server behaviour); complete and incremental ``/sync``,
+``/messages`` both ways (and from every timeline's ``prev_batch``), ``/context`` and
+``/event`` must agree. Hypothesis runs in a worker thread and hands each
 example to the Trio loop: one service for all, a room and users of its own per example.
 """
 
@@ -38,7 +40,22 @@ def own(pdu: Pdu, user: str) -> bool:
     return pdu["type"] == MEMBER and pdu.get("state_key") == user
 
 
-def replay(history: Sequence[Pdu], user: str) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Extras:
+    """What the PDUs do not say: the events whose state delta dropped a user's membership
+    (a state reset: event ID → user), and the events the server gets only as backfill."""
+
+    resets: dict[str, str]
+    missed: frozenset[str]
+
+    def reset(self, pdu: Pdu, user: str) -> bool:
+        return self.resets.get(pdu["_event_id"]) == user
+
+
+NONE = Extras({}, frozenset())
+
+
+def replay(history: Sequence[Pdu], user: str, extras: Extras = NONE) -> list[tuple[str, str]]:
     """(visibility, ``user``'s membership) before each event; the last item is now."""
     setting, membership = "shared", "leave"  # no setting counts as shared
     out = [(setting, membership)]
@@ -48,6 +65,8 @@ def replay(history: Sequence[Pdu], user: str) -> list[tuple[str, str]]:
             setting = value if value in SETTINGS else "shared"
         elif own(pdu, user):
             membership = pdu["content"]["membership"]
+        elif extras.reset(pdu, user):
+            membership = "leave"
         out.append((setting, membership))
     return out
 
@@ -62,9 +81,9 @@ def allows(setting: str, membership: str, joined_later: bool) -> bool:
     )
 
 
-def visible(history: Sequence[Pdu], user: str) -> list[bool]:
+def visible(history: Sequence[Pdu], user: str, extras: Extras = NONE) -> list[bool]:
     """Whether ``user`` may see each event, judged by the state at (just before) it."""
-    states = replay(history, user)
+    states = replay(history, user, extras)
     out = []
     for i, pdu in enumerate(history):
         (setting, membership), (setting_after, membership_after) = states[i], states[i + 1]
@@ -78,13 +97,13 @@ def visible(history: Sequence[Pdu], user: str) -> list[bool]:
     return out
 
 
-def readable(history: Sequence[Pdu], user: str) -> list[bool]:
+def readable(history: Sequence[Pdu], user: str, extras: Extras = NONE) -> list[bool]:
     """What the read endpoints show ``user``: :func:`visible`, except that a user never
     joined sees only ``world_readable`` history (before or after a setting change), and
     nothing unless the room is ``world_readable`` now."""
-    states = replay(history, user)
+    states = replay(history, user, extras)
     if any(m == "join" for _, m in states):
-        return visible(history, user)
+        return visible(history, user, extras)
     if states[-1][0] != "world_readable":
         return [False] * len(history)
     out = []
@@ -94,36 +113,46 @@ def readable(history: Sequence[Pdu], user: str) -> list[bool]:
     return out
 
 
-def sync_view(history: Sequence[Pdu], user: str, since: int) -> tuple[str, list[int]] | None:
+def sync_view(
+    history: Sequence[Pdu], user: str, since: int, extras: Extras = NONE
+) -> tuple[str, list[int], bool] | None:
     """Where a sync from ``since`` (events before index ``since`` are old; 0 for a complete
-    sync with ``include_leave``) puts the room, and its timeline (indexes) when the limit is
-    larger than the history. ``None``: the room is not in the response."""
-    states, ok = replay(history, user), visible(history, user)
-    changes = [i for i, pdu in enumerate(history) if i >= since and own(pdu, user)]
+    sync with ``include_leave``) puts the room, its timeline (indexes) when the limit is
+    larger than the history, and whether an event the user may see after ``since`` was
+    left out before the timeline. ``None``: the room is not in the response. Backfilled
+    events are never synced."""
+    states, ok = replay(history, user, extras), visible(history, user, extras)
+    changes = [
+        i
+        for i, pdu in enumerate(history)
+        if i >= since and (own(pdu, user) or extras.reset(pdu, user))
+    ]
     now = states[-1][1]
+    synced = [ok[i] and history[i]["_event_id"] not in extras.missed for i in range(len(ok))]
 
     def shown(upto: int) -> list[int]:
-        return [i for i in range(since, upto + 1) if ok[i]]
+        return [i for i in range(since, upto + 1) if synced[i]]
 
     if not changes:
-        return ("join", shown(len(history) - 1)) if states[since][1] == "join" else None
+        return ("join", shown(len(history) - 1), False) if states[since][1] == "join" else None
     if now == "join":
-        return "join", shown(len(history) - 1)
+        return "join", shown(len(history) - 1), False
     if now == "invite":
-        return "invite", []
+        return "invite", [], False
     last = changes[-1]
     if states[since][1] == "join" or any(states[i + 1][1] == "join" for i in changes):
-        return "leave", shown(last)
+        return "leave", shown(last), False
     # Out of an invite (rejected, withdrawn) or banned without ever joining: the room
-    # shows as left with only the user's own membership event (as clients need).
-    return "leave", [last]
+    # shows as left with only the user's own membership event (as clients need), limited
+    # when something the user may see came before it.
+    return "leave", [last], any(synced[i] for i in range(since, last))
 
 
 # --- random histories that respect room logic --------------------------------------------
 
 
 class Step(NamedTuple):
-    kind: str  # message, setting, redact, or a key of MOVES
+    kind: str  # message, missed, reset, setting, redact, or a key of MOVES
     sender: int  # user slot; 0 is the creator, who stays joined
     arg: int | str = 0  # target slot, visibility setting or the step number of a message
 
@@ -137,7 +166,19 @@ MOVES = {
     "ban": (("leave", "join", "invite"), "ban"),
     "unban": (("ban",), "leave"),
 }
-KINDS = ("message", "join", "leave", "setting", "invite", "kick", "ban", "unban", "redact")
+KINDS = (
+    "message",
+    "join",
+    "leave",
+    "setting",
+    "invite",
+    "kick",
+    "ban",
+    "unban",
+    "redact",
+    "reset",
+    "missed",
+)
 
 
 class Example(NamedTuple):
@@ -159,9 +200,20 @@ def examples(draw: st.DrawFn) -> Example:
             kind: [t for t in range(1, others + 1) if members.get(t, "leave") in before]
             for kind, (before, _) in MOVES.items()
         }
-        kinds = [k for k in KINDS if able.get(k, True) and (k != "redact" or messages)]
+        resettable = [u for u in joined if u != 0]
+        kinds = [
+            k
+            for k in KINDS
+            if able.get(k, True) and (k != "redact" or messages) and (k != "reset" or resettable)
+        ]
         kind = draw(st.sampled_from(kinds))
-        if kind in MOVES:
+        if kind == "reset":
+            target = draw(st.sampled_from(resettable))
+            step = Step(kind, draw(st.sampled_from([u for u in joined if u != target])), target)
+            members[target] = "leave"
+        elif kind == "missed":
+            step = Step(kind, draw(st.sampled_from(joined)))
+        elif kind in MOVES:
             target = draw(st.sampled_from(able[kind]))
             others_joined = [u for u in joined if u != target]
             sender = target if kind in ("join", "leave") else draw(st.sampled_from(others_joined))
@@ -180,6 +232,17 @@ def examples(draw: st.DrawFn) -> Example:
     return Example(others, initial, steps, draw(st.integers(0, len(steps))))
 
 
+def backfill(message: dict[str, Any]) -> dict[str, Any]:
+    """The ``old_room_event`` the server gets, later, for a ``new_room_event`` it missed."""
+    return {"type": "old_room_event", "old_room_event": {"event": pdu_of(message)}}
+
+
+def pdu_of(message: dict[str, Any]) -> Pdu:
+    body = message.get("new_room_event") or message["old_room_event"]
+    pdu: Pdu = body["event"]
+    return pdu
+
+
 def log_messages(
     log: RoomLog, room: str, users: list[str], ex: Example
 ) -> list[list[dict[str, Any]]]:
@@ -193,11 +256,16 @@ def log_messages(
         sender = users[step.sender]
         if step.kind == "message":
             out.append([log.message(room, sender, f"message {n}")])
+        elif step.kind == "missed":
+            out.append([backfill(log.message(room, sender, f"missed {n}"))])
+        elif step.kind == "reset":
+            message = log.message(room, sender, f"reset {n}")
+            out.append([log.drop_state(message, (MEMBER, users[int(step.arg)]))])
         elif step.kind == "setting":
             content = {"history_visibility": step.arg}
             out.append([log.event(room, sender, HISTORY, content, "")])
         elif step.kind == "redact":
-            target = out[int(step.arg) + 1][0]["new_room_event"]["event"]["_event_id"]
+            target = pdu_of(out[int(step.arg) + 1][0])["_event_id"]
             msg = log.event(room, sender, "m.room.redaction", {"reason": "spam"})
             because = msg["new_room_event"]["event"]
             because["redacts"] = target
@@ -225,12 +293,13 @@ class View:
     user: str
     history: list[Pdu]
     redacted: set[str]
+    extras: Extras
 
     def __post_init__(self) -> None:
         self.ids = [p["_event_id"] for p in self.history]
-        self.ok = readable(self.history, self.user)
+        self.ok = readable(self.history, self.user, self.extras)
         self.allowed = [eid for eid, ok in zip(self.ids, self.ok, strict=True) if ok]
-        self.states = states = replay(self.history, self.user)
+        self.states = states = replay(self.history, self.user, self.extras)
         # unsigned.membership: after the user's own membership events, before the others.
         self.membership = {
             p["_event_id"]: states[i + own(p, self.user)][1] for i, p in enumerate(self.history)
@@ -253,9 +322,9 @@ class View:
         params = {"since": since[0], "timeout": 0} if since else {}
         room_filter = {"include_leave": True, "timeline": {"limit": limit}}
         body = await sync(self.http, self.token, filter={"room": room_filter}, **params)
-        want = sync_view(self.history, self.user, since[1] if since else 0)
+        want = sync_view(self.history, self.user, since[1] if since else 0, self.extras)
         where = [kind for kind, rooms in body.get("rooms", {}).items() if self.room in rooms]
-        if want is None or want == ("join", []):
+        if want is None or want[:2] == ("join", []):
             assert where in ([], ["join"]), where
             if where:
                 assert body["rooms"]["join"][self.room]["timeline"]["events"] == []
@@ -265,7 +334,15 @@ class View:
             timeline = body["rooms"][want[0]][self.room]["timeline"]
             expected = [self.ids[i] for i in want[1]]
             assert self.served(timeline["events"]) == expected[-limit:]
-            assert timeline["limited"] == (len(expected) > limit)
+            assert timeline["limited"] == (len(expected) > limit or want[2])
+            # Paginating back from prev_batch gives every visible event before the
+            # timeline, none of the timeline's again.
+            shown = expected[-limit:]
+            if shown:
+                first = self.ids.index(shown[0])
+                older = [e for e in self.allowed if self.ids.index(e) < first]
+                back = await self.messages(dir="b", **{"from": timeline["prev_batch"]})
+                assert back == older[::-1]
         return str(body["next_batch"])
 
     async def messages(self, **params: Any) -> list[str] | None:
@@ -317,15 +394,26 @@ async def run_example(service: Service, http: httpx.AsyncClient, n: int, ex: Exa
     tokens = [await service.add_device(u, "DEV") for u in users]
     batches = log_messages(RoomLog(SERVER, start_ts=1_700_000_000_000 + n), room, users, ex)
     messages = [m for batch in batches for m in batch]
-    history = [m["new_room_event"]["event"] for m in messages if m["type"] == "new_room_event"]
+    history = [pdu_of(m) for m in messages if m["type"] in ("new_room_event", "old_room_event")]
     redacted = {m["redacted_event"]["RedactedEventID"] for m in messages if "redacted_event" in m}
+    missed = [m for m in messages if m["type"] == "old_room_event"]
+    resets = {
+        pdu_of(m)["_event_id"]: users[int(step.arg)]
+        for step, (m, *_) in zip(ex.steps, batches[1:], strict=True)
+        if step.kind == "reset"
+    }
+    extras = Extras(resets, frozenset(pdu_of(m)["_event_id"] for m in missed))
     first = [m for batch in batches[: ex.split + 1] for m in batch]
-    assert (await service.ingest(first)).rejected == 0
+    live = [m for m in first if m["type"] != "old_room_event"]
+    assert (await service.ingest(live)).rejected == 0
     token = (await sync(http, tokens[0]))["next_batch"]
-    assert (await service.ingest(messages[len(first) :])).rejected == 0
-    since = (token, sum(m["type"] == "new_room_event" for m in first))
+    rest = [m for m in messages[len(first) :] if m["type"] != "old_room_event"]
+    assert (await service.ingest(rest)).rejected == 0
+    # The missed events come last, as backfill does: newest first.
+    assert (await service.ingest(missed[::-1])).rejected == 0
+    since = (token, sum(m["type"] != "redacted_event" for m in first))
     for user, device in zip(users, tokens, strict=True):
-        await View(http, device, room, user, history, redacted).check(since)
+        await View(http, device, room, user, history, redacted, extras).check(since)
 
 
 async def test_visibility_matches_the_spec_model(service: Service, http: httpx.AsyncClient) -> None:
@@ -333,7 +421,7 @@ async def test_visibility_matches_the_spec_model(service: Service, http: httpx.A
 
     quiet = [p for p in Phase if p is not Phase.explain]
 
-    @settings(max_examples=25, deadline=None, derandomize=True, database=None, phases=quiet)
+    @settings(max_examples=35, deadline=None, derandomize=True, database=None, phases=quiet)
     @given(examples())
     def check(ex: Example) -> None:
         trio.from_thread.run(run_example, service, http, next(numbers), ex)

@@ -13,7 +13,12 @@ from trio_sync.ingest import apply_batch
 from trio_sync.ingest.runner import parse_items, source_offset
 from trio_sync.roomlog import RoomLog
 from trio_sync.storage import Conn, Engine
-from trio_sync.storage.rooms import joined_rooms_map, recent_events, rooms_with_events
+from trio_sync.storage.rooms import (
+    RESET_EVENT_ID,
+    joined_rooms_map,
+    recent_events,
+    rooms_with_events,
+)
 
 from .support import (
     ALICE,
@@ -272,9 +277,16 @@ async def test_rewrites_state_replaces_the_whole_state(engine: Engine) -> None:
     assert await state_ids(engine, ROOM, at - 1) == old_state
     assert await state_ids(engine, ROOM, at) == {create_id, alice_id, event_id_of(reset)}
     open_rows = await query(
-        engine, "SELECT event_id FROM room_state WHERE room_id = $1 AND removed_at > $2", ROOM, at
+        engine,
+        "SELECT event_id, state_key, membership FROM room_state "
+        "WHERE room_id = $1 AND removed_at > $2",
+        ROOM,
+        at,
     )
-    assert {r[0] for r in open_rows} == {create_id, alice_id, event_id_of(reset)}
+    events = {r[0] for r in open_rows if r[0] != RESET_EVENT_ID}
+    assert events == {create_id, alice_id, event_id_of(reset)}
+    # Bob's membership went without a replacement: a reset leaves him out of the room.
+    assert [(r[1], r[2]) for r in open_rows if r[0] == RESET_EVENT_ID] == [(BOB, "leave")]
     assert (await engine.read(joined_rooms_map))[ROOM] == {ALICE}
 
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import orjson
 import trio
 
-from trio_sync.ingest.runner import file_source, source_offset
+from trio_sync.ingest.runner import source_offset
 from trio_sync.roomlog import RoomLog
+from trio_sync.sources.file import file_source
 from trio_sync.storage import Conn, open_engine
 
 from .support import ALICE, BOB, CAROL, Message, event_id_of, pdu_of

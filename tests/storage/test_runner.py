@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
 import trio
 
-from trio_sync.ingest import Ingestor, follow_file
-from trio_sync.ingest.runner import current_token, file_source, source_offset
-from trio_sync.notifier import Notifier
+from trio_sync.ingest import Ingestor
+from trio_sync.ingest.runner import source_offset
 from trio_sync.roomlog import RoomLog, dumps_lines
+from trio_sync.sources.file import file_source, follow_file
 from trio_sync.storage import Engine
 
 from .support import ALICE, ROOM, Message, event_id_of, pdu_of, rejects, snapshot, stored_events
-
-
-@pytest.fixture
-async def ingestor(engine: Engine) -> AsyncIterator[Ingestor]:
-    """The ingest task, running."""
-    async with trio.open_nursery() as nursery:
-        notifier = Notifier(await engine.read(current_token))
-        task = Ingestor(engine, notifier, retry_delay=0.01)
-        await nursery.start(task.run)
-        yield task
-        nursery.cancel_scope.cancel()
 
 
 class Progress:
@@ -37,7 +25,7 @@ class Progress:
         self.done = 0
         self._changed = trio.Event()
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, messages: int) -> None:
         self.done = done
         self._changed.set()
         self._changed = trio.Event()
@@ -180,7 +168,7 @@ async def test_small_batches_keep_order_and_offsets(
     path.write_bytes(dumps_lines(messages))
     seen: list[int] = []
     await follow_file(
-        str(path), ingestor, follow=False, batch_lines=2, progress=lambda d, t: seen.append(d)
+        str(path), ingestor, follow=False, batch_lines=2, progress=lambda d, t, n: seen.append(d)
     )
     assert await stored_events(engine) == list(
         enumerate([event_id_of(m) for m in messages], start=1)

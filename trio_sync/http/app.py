@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -17,10 +18,13 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import MatrixError, bad_json, forbidden, not_json
 from ..filters import parse_filter
+from ..observability import endpoints as ops
+from ..observability.logs import log_access
+from ..observability.metrics import REQUEST_TIME, REQUESTS
 from ..storage.accounts import Device, store_filter
 from ..sync.request import parse_sync_request
-from . import account_data, ephemeral, keys, presence, to_device
-from .asgi import shield_final_send
+from . import account_data, ephemeral, keys, presence, sliding, to_device
+from .asgi import ROUTE_KEY, USER_KEY, Message, Scope, shield_final_send
 from .common import CLIENT_PREFIXES, json_response, own_user
 from .common import authenticate as authenticate_request
 from .common import request_body as _body
@@ -36,8 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SPEC_VERSIONS = [f"v1.{n}" for n in range(1, 20)]
-#: Unstable features served: MSC4222 (`state_after`, also stable since v1.16).
-UNSTABLE = {"org.matrix.msc4222": True}
+#: Unstable features served: MSC4222 (`state_after`, also stable since v1.16) and
+#: Simplified Sliding Sync (MSC4186).
+UNSTABLE = {"org.matrix.msc4222": True, sliding.UNSTABLE_FEATURE: True}
 CORS = {name.decode(): value.decode() for name, value in CORS_HEADERS}
 
 
@@ -59,10 +64,38 @@ class TrioSyncApp(QuartTrio):
         self._quart = shield_final_send(super().__call__)  # type: ignore[arg-type]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if is_sync_request(scope):
-            await serve_sync(self.service, scope, receive, send)
-        else:
+        """Every request passes here once: counted, timed and (optionally) logged."""
+        if scope["type"] != "http":
             await self._quart(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 499  # the client went away before an answer
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        path = scope["path"]
+        endpoint = path
+        try:
+            if is_sync_request(scope):
+                await serve_sync(self.service, scope, receive, send_noting_status)
+            elif path in ops.PATHS:
+                service = self.service
+                registry = None if service.config.metrics_listen else service.registry
+                await ops.serve_ops(scope, send_noting_status, service.readiness, registry)
+            else:
+                await self._quart(scope, receive, send_noting_status)
+                endpoint = scope.get(ROUTE_KEY) or "unmatched"
+        finally:
+            elapsed = time.perf_counter() - started
+            method = scope["method"]
+            REQUESTS.labels(endpoint, method, str(status)).inc()
+            REQUEST_TIME.labels(endpoint, method).observe(elapsed)
+            if self.service.config.access_log:
+                log_access(method, path, status, elapsed, scope.get(USER_KEY))
 
 
 def create_app(service: Service) -> TrioSyncApp:
@@ -97,6 +130,9 @@ def create_app(service: Service) -> TrioSyncApp:
 
     @app.before_request
     async def preflight() -> Response | None:
+        rule = request.url_rule
+        scope: Scope = request.scope  # type: ignore[assignment]
+        scope[ROUTE_KEY] = None if rule is None else rule.rule
         # CORS preflight for any path; routing (and its 404/405) applies to the rest.
         if request.method == "OPTIONS":
             return Response(b"", status=204)
@@ -139,7 +175,7 @@ def create_app(service: Service) -> TrioSyncApp:
             filt = await service.sync.stored_filter(user_id, filter_id)
             return json_response(filt.to_json())
 
-    for routes in (account_data, ephemeral, presence, to_device, keys):
+    for routes in (account_data, ephemeral, presence, to_device, keys, sliding):
         routes.add_routes(app, service)
 
     @app.post("/_trio_sync/v1/ingest")
@@ -167,6 +203,7 @@ def create_app(service: Service) -> TrioSyncApp:
                 "accepted": applied.accepted,
                 "duplicates": applied.duplicates,
                 "rejected": applied.rejected,
+                "rejects": [{"offset": o, "reason": r} for o, r in applied.rejects],
                 "next_batch": str(service.notifier.current),
             }
         )

@@ -13,6 +13,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+#: Scope keys set while a request is handled: the matched route template and the
+#: authenticated user (read by the request metrics and the access log).
+ROUTE_KEY = "trio_sync.route"
+USER_KEY = "trio_sync.user"
+
 
 def shield_final_send(app: ASGIApp) -> ASGIApp:
     """Shield the last body send of every response from cancellation.

@@ -14,6 +14,7 @@ from ..ingest.apply import Applied
 from ..ingest.messages import BadMessage, parse_message
 from ..storage.accounts import Device
 from . import auth, params
+from .asgi import USER_KEY, Scope
 from .auth import token_from
 
 if TYPE_CHECKING:
@@ -57,7 +58,10 @@ async def request_object(*, empty_ok: bool = False) -> dict[str, Any]:
 async def authenticate(service: Service) -> Device:
     """The device of the request's access token; 401 when there is none or it is unknown."""
     token = token_from(request.headers.get("Authorization"), request.args.get("access_token"))
-    return await auth.authenticate(service.engine, token)
+    device = await auth.authenticate(service.engine, token)
+    scope: Scope = request.scope  # type: ignore[assignment]
+    scope[USER_KEY] = device.user_id
+    return device
 
 
 def own_user(device: Device, user_id: str, what: str) -> None:

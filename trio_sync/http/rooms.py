@@ -61,8 +61,8 @@ def add_room_routes(app: TrioSyncApp, prefix: str, authenticate: Authenticate) -
         page = msg.Page(
             backwards=direction == "b",
             start_token=start or None,
-            start=msg.parse_boundary(start) if start else None,
-            to=msg.parse_boundary(to) if to else None,
+            start=msg.parse_place(start) if start else None,
+            to=msg.parse_place(to) if to else None,
             limit=msg.parse_limit(request.args.get("limit"), 10),
             filter=filt,
         )

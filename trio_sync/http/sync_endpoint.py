@@ -20,7 +20,7 @@ import trio
 
 from ..errors import MatrixError
 from ..sync.request import parse_sync_request
-from .asgi import Receive, Scope, Send
+from .asgi import USER_KEY, Receive, Scope, Send
 from .auth import authenticate, token_from
 from .params import check_query
 
@@ -76,6 +76,7 @@ async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Sen
             request = parse_sync_request(args)
             del args
             device = await authenticate(service.engine, token)
+            scope[USER_KEY] = device.user_id
             body = (await service.sync.sync(device, request)).dumps()
         except MatrixError as exc:
             status, body = exc.status, orjson.dumps(exc.body())

@@ -2,7 +2,7 @@
 
 from .apply import Applied, Item, apply_batch
 from .messages import BadMessage, parse_message
-from .runner import Ingestor, follow_file
+from .runner import Ingestor
 
 __all__ = [
     "Applied",
@@ -10,6 +10,5 @@ __all__ = [
     "Ingestor",
     "Item",
     "apply_batch",
-    "follow_file",
     "parse_message",
 ]

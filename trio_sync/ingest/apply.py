@@ -17,7 +17,8 @@ import orjson
 
 from ..redaction import redact, redact_for_client
 from ..storage import FOREVER, Array, Conn
-from ..storage.rooms import STRIPPED_TYPES
+from ..storage.history import STREAM_SUB, backfill_anchor
+from ..storage.rooms import MEMBER, RESET_EVENT_ID, STRIPPED_TYPES
 from ..tokens import StreamToken
 from .messages import (
     BadMessage,
@@ -72,6 +73,8 @@ class Applied:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    #: (offset, reason) of each rejected message, in log order.
+    rejects: list[tuple[int | None, str]] = field(default_factory=list)
 
     def merge(self, later: Applied) -> None:
         """Fold in what a later batch changed."""
@@ -89,6 +92,7 @@ class Applied:
         self.accepted += later.accepted
         self.duplicates += later.duplicates
         self.rejected += later.rejected
+        self.rejects += later.rejects
 
 
 class _Positions:
@@ -164,6 +168,7 @@ async def apply_batch(
             await _apply(conn, positions, out, message)
         except BadMessage as exc:
             out.rejected += 1
+            out.rejects.append((item.offset, str(exc)[:2000]))
             await conn.execute(
                 "INSERT INTO ingest_rejects (id, source, position, reason, raw, rejected_at) "
                 "VALUES ($1, $2, $3, $4, $5, $6)",
@@ -203,10 +208,7 @@ async def _apply(conn: Conn, pos: _Positions, out: Applied, message: Message) ->
     if isinstance(message, NewRoomEvent):
         await _new_room_event(conn, pos, out, message)
     elif isinstance(message, OldRoomEvent):
-        if await _insert_event(conn, pos, message.event, message.event.unsigned, exclude=True):
-            out.accepted += 1
-        else:
-            out.duplicates += 1
+        await _old_room_event(conn, pos, out, message.event)
     elif isinstance(message, NewInviteEvent):
         await _new_invite(conn, pos, out, message.event, message.room_version)
     elif isinstance(message, RetireInviteEvent):
@@ -224,10 +226,13 @@ async def _apply(conn: Conn, pos: _Positions, out: Applied, message: Message) ->
 _INSERT_EVENT = (
     "INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, "
     "origin_server_ts, room_version, client_json, pdu_json, exclude_from_sync, "
-    "txn_session, txn_id, replaces_state, history_visibility) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
-    "ON CONFLICT (event_id) DO NOTHING"
+    "txn_session, txn_id, replaces_state, topo_anchor, topo_sub, history_visibility) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
+    "$18) ON CONFLICT (event_id) DO NOTHING"
 )
+
+#: ``(topo_anchor, topo_sub)`` of an event that is not part of the room's history.
+_OUTLIER: tuple[int | None, int | None] = (None, None)
 
 
 def _event_row(
@@ -236,8 +241,15 @@ def _event_row(
     unsigned: dict[str, Any],
     exclude: bool,
     txn: tuple[int | None, str | None],
+    history: tuple[int | None, int | None] | None = None,
 ) -> tuple[object, ...]:
-    """The ``events`` row of ``ev`` at position ``at``, less its history_visibility."""
+    """The ``events`` row of ``ev`` at position ``at``, less its history_visibility.
+
+    ``history`` is its place in the room's history order (``storage/history.py``): by
+    default that of a stream event, or none for an excluded one.
+    """
+    if history is None:
+        history = _OUTLIER if exclude else (at, STREAM_SUB)
     return (
         at,
         ev.event_id,
@@ -254,6 +266,7 @@ def _event_row(
         txn[0],
         txn[1],
         unsigned.get("replaces_state"),
+        *history,
     )
 
 
@@ -266,17 +279,29 @@ async def _insert_event(
     exclude: bool = False,
     txn: tuple[int | None, str | None] = (None, None),
     visibility: str | None = None,
+    history: tuple[int | None, int | None] | None = None,
 ) -> bool:
     """Store ``ev`` at the next PDU position; False (and no position used) if already stored."""
     row = await conn.fetchrow(
         _INSERT_EVENT + " RETURNING pos",
-        *_event_row(pos.peek("pdu"), ev, unsigned, exclude, txn),
+        *_event_row(pos.peek("pdu"), ev, unsigned, exclude, txn, history),
         visibility,
     )
     if row is None:
         return False
     pos.next("pdu")
     return True
+
+
+async def _old_room_event(conn: Conn, pos: _Positions, out: Applied, ev: Pdu) -> None:
+    """Store a backfilled event in the room's history just before the first stream event
+    deeper than it (at the end when there is none); never sent down ``/sync``."""
+    anchor = await backfill_anchor(conn, ev.room_id, ev.depth)
+    place = (pos.peek("pdu") if anchor is None else anchor, max(min(ev.depth, STREAM_SUB - 1), 0))
+    if await _insert_event(conn, pos, ev, ev.unsigned, exclude=True, history=place):
+        out.accepted += 1
+    else:
+        out.duplicates += 1
 
 
 async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomEvent) -> None:
@@ -345,12 +370,14 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
     out.rooms.add(ev.room_id)
     closed: list[Any] = []
     if m.rewrites_state:
+        # A reset membership (no event) is no state: a rewrite leaves it in force.
         closed += await conn.fetch(
             "UPDATE room_state SET removed_at = $2 WHERE room_id = $1 AND removed_at = $3 "
-            "RETURNING state_key, membership",
+            "AND event_id <> $4 RETURNING state_key, membership",
             ev.room_id,
             at,
             FOREVER,
+            RESET_EVENT_ID,
         )
     if m.removes_state_event_ids:
         closed += await conn.fetch(
@@ -361,11 +388,14 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
             FOREVER,
             Array(m.removes_state_event_ids),
         )
-    # A membership dropped from the state without a replacement: no longer joined.
+    # A membership dropped from the state without a replacement (a state reset): the user
+    # is out of the room from here on, recorded as a ``leave`` interval with no event.
     re_added = {k for t, k, _ in adds.values() if t == "m.room.member"}
     for row in closed:
         if row[1] is not None and row[0] not in re_added:
             out.memberships.append((ev.room_id, row[0], "leave"))
+            if row[1] != "leave":
+                await _insert_state(conn, ev.room_id, MEMBER, row[0], RESET_EVENT_ID, "leave", at)
     for event_id, (etype, state_key, membership) in adds.items():
         await conn.execute(
             "UPDATE room_state SET removed_at = $4 WHERE room_id = $1 AND type = $2 "
@@ -376,23 +406,36 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
             at,
             FOREVER,
         )
-        await conn.execute(
-            "INSERT INTO room_state (room_id, type, state_key, event_id, membership, "
-            "added_at, removed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            ev.room_id,
-            etype,
-            state_key,
-            event_id,
-            membership,
-            at,
-            FOREVER,
-        )
+        await _insert_state(conn, ev.room_id, etype, state_key, event_id, membership, at)
         if membership is not None:
             out.memberships.append((ev.room_id, state_key, membership))
             if membership == "invite" and event_id == ev.event_id:
                 await _new_invite(conn, pos, out, ev, ev.room_version, counted=True)
             elif membership != "invite":
                 await _retire_for(conn, pos, out, ev.room_id, state_key, membership, event_id)
+
+
+async def _insert_state(
+    conn: Conn,
+    room_id: str,
+    etype: str,
+    state_key: str,
+    event_id: str,
+    membership: str | None,
+    at: int,
+) -> None:
+    """Open a ``room_state`` interval at ``at``."""
+    await conn.execute(
+        "INSERT INTO room_state (room_id, type, state_key, event_id, membership, "
+        "added_at, removed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        room_id,
+        etype,
+        state_key,
+        event_id,
+        membership,
+        at,
+        FOREVER,
+    )
 
 
 def _membership(etype: str, content: dict[str, Any]) -> str | None:

@@ -1,23 +1,22 @@
 """The ingest task and its sources.
 
 One :class:`Ingestor` task applies batches strictly in the order they are submitted,
-whatever the source (a followed file, HTTP push, in-process calls): each batch is one
-write transaction, then the notifier is told what changed. :func:`follow_file` reads a
-JSON-lines log from the offset stored for it, in batches, waiting for a partial last line
-to be completed.
+whatever the source (a followed file, HTTP push, in-process calls; see ``sources/``):
+each batch is one write transaction, then the notifier is told what changed.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import trio
 
 from ..errors import StorageError
 from ..notifier import Notifier
+from ..observability.metrics import BATCH_COMMIT, INGEST_MESSAGES
 from ..storage import Conn, Engine
 from ..tokens import StreamToken
 from .apply import Applied, Item, apply_batch
@@ -69,6 +68,8 @@ class Ingestor:
         self.engine = engine
         self.notifier = notifier
         self._retry_delay = retry_delay
+        #: True while :meth:`run` is accepting batches.
+        self.running = False
         self._send, self._receive = trio.open_memory_channel[_Job](0)
 
     async def submit(
@@ -94,14 +95,18 @@ class Ingestor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The ingest task; runs until cancelled. Ready as soon as it accepts batches."""
+        self.running = True
         task_status.started()
-        async for job in self._receive:
-            try:
-                job.result = await self._apply(job)
-            except Exception as exc:
-                job.error = exc
-            finally:
-                job.done.set()
+        try:
+            async for job in self._receive:
+                try:
+                    job.result = await self._apply(job)
+                except Exception as exc:
+                    job.error = exc
+                finally:
+                    job.done.set()
+        finally:
+            self.running = False
 
     async def _apply(self, job: _Job) -> Applied:
         typing = [i.message for i in job.items if isinstance(i.message, TypingUpdate)]
@@ -111,23 +116,38 @@ class Ingestor:
             applied.token = self.notifier.current
             await self.notifier.advance(applied)
             return applied
+        started = time.perf_counter()
         try:
             applied = await self.engine.write(apply_batch, job.source, job.items, job.end_offset)
         except StorageError as exc:
             log.warning("batch from %s failed (%s); applying one by one", job.source, exc)
             applied = await self._one_by_one(job)
+        BATCH_COMMIT.observe(time.perf_counter() - started)
         await self.notifier.advance(applied)
-        for item in job.items:
-            if isinstance(item.message, BadMessage):
-                log.warning(
-                    "rejected log message from %s at offset %s: %s",
-                    job.source,
-                    item.offset,
-                    item.message,
-                )
-        if applied.rejected:
-            log.warning("%d message(s) from %s recorded as rejected", applied.rejected, job.source)
+        self._count(job.source, applied)
+        for offset, reason in applied.rejects:
+            log.warning("rejected log message from %s at offset %s: %s", job.source, offset, reason)
+        log.debug(
+            "batch from %s: %d applied, %d duplicates, %d rejected; now at %s",
+            job.source,
+            applied.accepted,
+            applied.duplicates,
+            applied.rejected,
+            applied.token,
+        )
         return applied
+
+    @staticmethod
+    def _count(source: str, applied: Applied) -> None:
+        # A followed file's name carries its identity (path#device:inode); count per path.
+        label = source.partition("#")[0]
+        for outcome, n in (
+            ("applied", applied.accepted),
+            ("duplicate", applied.duplicates),
+            ("rejected", applied.rejected),
+        ):
+            if n:
+                INGEST_MESSAGES.labels(label, outcome).inc(n)
 
     async def _one_by_one(self, job: _Job) -> Applied:
         total = Applied()
@@ -152,69 +172,3 @@ class Ingestor:
                     delay = min(delay * 2, 30)
             total.merge(one)
         return total
-
-
-def file_source(path: str) -> str:
-    """The source name a log file's offset is stored under."""
-    return "file:" + os.path.abspath(path)
-
-
-async def follow_file(
-    path: str,
-    ingestor: Ingestor,
-    *,
-    follow: bool = True,
-    batch_lines: int = 500,
-    poll_interval: float = 0.2,
-    progress: Callable[[int, int], None] | None = None,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Ingest the JSON-lines log at ``path`` from its stored offset.
-
-    With ``follow``, keeps reading as the file grows (and waits for it to appear) until
-    cancelled; otherwise returns at the end of the last complete line. A partial last
-    line is never read as a message: it waits for its newline. ``progress(done, total)``
-    is called with byte offsets after each batch. Cancellation between batches loses
-    nothing: the next start resumes from the committed offset.
-    """
-    source = file_source(path)
-    offset = await ingestor.engine.read(source_offset, source)
-    task_status.started()
-    apath = trio.Path(path)
-    while not await apath.exists():
-        if not follow:
-            raise FileNotFoundError(path)
-        await trio.sleep(poll_interval)
-    async with await trio.open_file(path, "rb") as f:
-        await f.seek(offset)
-        pending = b""
-        while True:
-            chunk = await f.read(1 << 20)
-            if not chunk:
-                size = (await apath.stat()).st_size
-                if size < offset + len(pending):
-                    log.error("log %s shrank below the consumed offset %d; waiting", path, offset)
-                if not follow:
-                    if progress is not None:
-                        progress(offset, size)
-                    return
-                await trio.sleep(poll_interval)
-                continue
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            raws: list[bytes] = []
-            offsets: list[int | None] = []
-            position = offset
-            for line in lines:
-                position += len(line) + 1
-                if line.strip():
-                    raws.append(line)
-                    offsets.append(position - len(line) - 1)
-                if len(raws) >= batch_lines:
-                    await ingestor.submit(source, raws, offsets, position)
-                    offset, raws, offsets = position, [], []
-            if position != offset:
-                await ingestor.submit(source, raws, offsets, position)
-                offset = position
-            if progress is not None:
-                progress(offset, max(offset, (await apath.stat()).st_size))

@@ -3,11 +3,13 @@
 Every event served passes the same checks as a ``/sync`` timeline (history visibility,
 the filter, ignored users) and gets the same per-user ``unsigned`` fields.
 
-Pagination tokens name a place *between* events, as a boundary position ``b``: events
-before it are ``p < b``, events after it ``p >= b``. A stream token ``s<P>_…`` is the
-place just after event ``P`` (``b = P + 1``); a topology token ``t<depth>_<p>`` is the
-place just before event ``p`` (``b = p``). Order is the room's stream order, which ingest
-keeps causal.
+The order is the room's history order (:mod:`trio_sync.storage.history`): the stream order
+``/sync`` uses, with backfilled events placed topologically before the stream event they
+precede. Pagination tokens name a place *between* events: a topology token
+``t<depth>_<p>`` is the place just before the backfilled event at position ``p``, or else
+just before stream position ``p``; a stream token ``s<P>_…`` is the place just after
+stream position ``P``. Walking backwards from a place gives the events before it, forwards
+the events at or after it.
 """
 
 from __future__ import annotations
@@ -22,26 +24,33 @@ from ..filters import RoomEventFilter
 from ..storage import Conn
 from ..storage import rooms as q
 from ..storage.account_data import ignored_users
+from ..storage.history import END, HistoryEvent, Place, history_event, place_of
 from ..storage.visibility import RoomAccess
-from ..sync.timeline import Viewer, scan
+from ..sync.timeline import Viewer
 from ..tokens import StreamToken, TopologyToken
 from .access import room_access as room_access
+from .walk import sees, walk
 
 #: ``limit`` above this is treated as this.
 MAX_LIMIT = 1000
 
 
-def parse_boundary(text: str) -> int:
-    """The boundary position a pagination token names (400 if malformed)."""
+def parse_place(text: str) -> TopologyToken:
+    """A pagination token as the topology token of the same place (400 if malformed)."""
     if text.startswith("s"):
-        return StreamToken.parse(text).pdu + 1
+        return TopologyToken(0, StreamToken.parse(text).pdu + 1)
     if text.startswith("t"):
-        return TopologyToken.parse(text).pdu
+        return TopologyToken.parse(text)
     raise invalid_param(f"Malformed pagination token {text[:64]!r}")
 
 
-def _boundary_token(b: int, depth: int) -> str:
-    return str(TopologyToken(depth, b))
+def parse_boundary(text: str) -> int:
+    """The stream position a pagination token's place is just before (400 if malformed)."""
+    return parse_place(text).pdu
+
+
+def _stream_place(p: int) -> str:
+    return str(TopologyToken(0, p))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +58,10 @@ class Page:
     """The part of ``/messages`` that says which events to return."""
 
     backwards: bool
-    #: The ``from`` token as given (echoed as ``start``) and the boundary it names.
+    #: The ``from`` token as given (echoed as ``start``) and the place it names.
     start_token: str | None
-    start: int | None
-    to: int | None
+    start: TopologyToken | None
+    to: TopologyToken | None
     limit: int
     filter: RoomEventFilter
 
@@ -71,6 +80,10 @@ async def _lazy_state(
     return [orjson.Fragment(viewer.serve_state(s.json)) for s in rows]
 
 
+async def _place(conn: Conn, room_id: str, token: TopologyToken | None, default: Place) -> Place:
+    return default if token is None else await place_of(conn, room_id, token)
+
+
 async def messages(
     conn: Conn, viewer: Viewer, room_id: str, page: Page, now: int
 ) -> dict[str, Any]:
@@ -78,37 +91,38 @@ async def messages(
     access = await room_access(conn, viewer.user_id, room_id, now)
     viewer = replace(viewer, ignored=await ignored_users(conn, viewer.user_id))
     floor = access.earliest_visible()
+    lowest = Place.start_of(0 if floor is None else floor)
     if page.backwards:
-        start = now + 1 if page.start is None else min(page.start, now + 1)
-        low = page.to if page.to is not None else 1
-        if floor is not None:
-            low = max(low, floor)
-        after, before = low - 1, start
+        high = min(await _place(conn, room_id, page.start, END), Place.before_stream(now + 1))
+        low = max(await _place(conn, room_id, page.to, lowest), lowest)
     else:
-        start = 1 if page.start is None else page.start
-        high = page.to if page.to is not None else now + 1
-        after, before = max(start, floor or 0) - 1, min(high, now + 1)
-    events: list[q.TimelineEvent] = []
-    more = False
-    if floor is not None and after < before - 1:
-        events, more = await scan(
+        low = max(await _place(conn, room_id, page.start, lowest), lowest)
+        high = await _place(conn, room_id, page.to, END)
+    found: list[HistoryEvent] = []
+    more: HistoryEvent | None = None
+    if floor is not None and low < high:
+        walked = await walk(
             conn,
             room_id,
             access,
             viewer,
             page.filter,
-            after=after,
-            before=before,
+            low=low,
+            high=high,
+            upto=now,
             limit=page.limit,
             backwards=page.backwards,
         )
+        found, more = walked.events, walked.next
+    events = [h.event for h in found]
     body: dict[str, Any] = {
         "chunk": [orjson.Fragment(viewer.serve(e, access)) for e in events],
-        "start": page.start_token or _boundary_token(start, events[-1].depth if events else 0),
+        "start": page.start_token or _stream_place(now + 1 if page.backwards else 1),
     }
-    if more and events:
-        last = events[-1]
-        body["end"] = _boundary_token(last.pos if page.backwards else last.pos + 1, last.depth)
+    if more is not None and found:
+        # Backwards: just before the oldest event returned; forwards: just before the next
+        # wanted one (nothing between the two is wanted).
+        body["end"] = found[-1].token() if page.backwards else more.token()
     if page.filter.lazy_load_members and events:
         body["state"] = await _lazy_state(conn, viewer, room_id, events, max(e.pos for e in events))
     return body
@@ -116,30 +130,30 @@ async def messages(
 
 async def visible_event(
     conn: Conn, viewer: Viewer, room_id: str, event_id: str, now: int
-) -> tuple[q.TimelineEvent, RoomAccess]:
+) -> tuple[HistoryEvent, RoomAccess]:
     """The event of ``room_id`` and the user's access to the room; 403 when the user may
     not read the room (:func:`.access.room_access`), 404 when the event is unknown, of
     another room, or one the user may not see (those are not told apart)."""
     access = await room_access(conn, viewer.user_id, room_id, now)
-    found = await q.event_by_id(conn, event_id, viewer.fmt)
-    if found is None or found[1].pos > now or found[0] != room_id:
+    found = await history_event(conn, event_id, now, viewer.fmt)
+    if found is None or found[0] != room_id:
         raise not_found("Event not found")
-    ev = found[1]
-    if not access.visible(ev.pos, ev.type, ev.state_key):
+    h = found[1]
+    if not sees(access, h):
         raise not_found("Event not found")
-    return ev, access
+    return h, access
 
 
 async def event(conn: Conn, viewer: Viewer, room_id: str, event_id: str, now: int) -> Any:
     """The ``/rooms/{roomId}/event/{eventId}`` response body. The spec's only answer for
     an event the user may not read is 404, so a room it may not read is 404 here too."""
     try:
-        ev, access = await visible_event(conn, viewer, room_id, event_id, now)
+        h, access = await visible_event(conn, viewer, room_id, event_id, now)
     except MatrixError as exc:
         if exc.errcode == "M_FORBIDDEN":
             raise not_found("Event not found") from None
         raise
-    return orjson.Fragment(viewer.serve(ev, access))
+    return orjson.Fragment(viewer.serve(h.event, access))
 
 
 async def context(
@@ -153,50 +167,54 @@ async def context(
 ) -> dict[str, Any]:
     """The ``/context/{eventId}`` response body: the event, up to ``limit`` events around
     it (half before, the rest after), and the state at it."""
-    ev, access = await visible_event(conn, viewer, room_id, event_id, now)
+    h, access = await visible_event(conn, viewer, room_id, event_id, now)
+    ev = h.event
     viewer = replace(viewer, ignored=await ignored_users(conn, viewer.user_id))
     n_before = limit // 2
     n_after = limit - n_before
-    floor = access.earliest_visible() or 1
-    before: list[q.TimelineEvent] = []
-    after: list[q.TimelineEvent] = []
-    if n_before:
-        before, _ = await scan(
+    lowest = Place.start_of(access.earliest_visible() or 0)
+    before: list[HistoryEvent] = []
+    if n_before and lowest < h.place:
+        walked = await walk(
             conn,
             room_id,
             access,
             viewer,
             filt,
-            after=floor - 1,
-            before=ev.pos,
+            low=lowest,
+            high=h.place,
+            upto=now,
             limit=n_before,
             backwards=True,
         )
-    if n_after:
-        after, _ = await scan(
-            conn,
-            room_id,
-            access,
-            viewer,
-            filt,
-            after=ev.pos,
-            before=now + 1,
-            limit=n_after,
-            backwards=False,
-        )
-    first = before[-1] if before else ev
-    last = after[-1] if after else ev
+        before = walked.events
+    # Even with nothing wanted after it, the walk finds where ``end`` goes.
+    walked = await walk(
+        conn,
+        room_id,
+        access,
+        viewer,
+        filt,
+        low=h.place.after(),
+        high=END,
+        upto=now,
+        limit=n_after,
+        backwards=False,
+    )
+    after, following = walked.events, walked.next
+    first = before[-1] if before else h
+    last = after[-1] if after else h
     members = None
     if filt.lazy_load_members:
-        members = list(dict.fromkeys(e.sender for e in (*before, ev, *after)))
+        members = list(dict.fromkeys(e.event.sender for e in (*before, h, *after)))
     # The spec's state for /context: the state at the last event returned.
-    state = await q.state_at(conn, room_id, last.pos, viewer.fmt, members=members)
+    state = await q.state_at(conn, room_id, last.event.pos, viewer.fmt, members=members)
     return {
         "event": orjson.Fragment(viewer.serve(ev, access)),
-        "events_before": [orjson.Fragment(viewer.serve(e, access)) for e in before],
-        "events_after": [orjson.Fragment(viewer.serve(e, access)) for e in after],
-        "start": _boundary_token(first.pos, first.depth),
-        "end": _boundary_token(last.pos + 1, last.depth),
+        "events_before": [orjson.Fragment(viewer.serve(e.event, access)) for e in before],
+        "events_after": [orjson.Fragment(viewer.serve(e.event, access)) for e in after],
+        "start": first.token(),
+        "end": following.token() if following is not None else _stream_place(now + 1),
         "state": [orjson.Fragment(viewer.serve_state(s.json)) for s in state],
     }
 

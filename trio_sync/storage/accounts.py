@@ -80,3 +80,85 @@ async def load_filter(conn: Conn, user_id: str, filter_id: int) -> str | None:
         filter_id,
     )
     return None if value is None else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A registered device as ``trio-sync token list`` shows it (tokens are not kept)."""
+
+    user_id: str
+    device_id: str
+    created_at: int
+
+
+async def token_owner(conn: Conn, token: str) -> tuple[str, str] | None:
+    """``(user_id, device_id)`` of the device holding ``token``, or None."""
+    row = await conn.fetchrow(
+        "SELECT user_id, device_id FROM devices WHERE token_hash = $1", hash_token(token)
+    )
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+async def device_exists(conn: Conn, user_id: str, device_id: str) -> bool:
+    """Whether ``device_id`` of ``user_id`` is registered."""
+    value = await conn.fetchval(
+        "SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2", user_id, device_id
+    )
+    return value is not None
+
+
+async def list_devices(conn: Conn, user_id: str | None = None) -> list[DeviceInfo]:
+    """Registered devices (of ``user_id``, or all), ordered by user then device."""
+    if user_id is None:
+        rows = await conn.fetch(
+            "SELECT user_id, device_id, created_at FROM devices ORDER BY user_id, device_id"
+        )
+    else:
+        rows = await conn.fetch(
+            "SELECT user_id, device_id, created_at FROM devices WHERE user_id = $1 "
+            "ORDER BY device_id",
+            user_id,
+        )
+    return [DeviceInfo(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+async def revoke_token(conn: Conn, token: str) -> tuple[str, str] | None:
+    """Remove the device holding ``token`` (the token stops working); which one it was,
+    or None if no device holds it."""
+    row = await conn.fetchrow(
+        "DELETE FROM devices WHERE token_hash = $1 RETURNING user_id, device_id",
+        hash_token(token),
+    )
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+async def revoke_device(conn: Conn, user_id: str, device_id: str) -> bool:
+    """Remove a device (its token stops working); False if it was not registered."""
+    row = await conn.fetchrow(
+        "DELETE FROM devices WHERE user_id = $1 AND device_id = $2 RETURNING device_id",
+        user_id,
+        device_id,
+    )
+    return row is not None
+
+
+def validate_device_ids(user_id: str, device_id: str, server_name: str) -> None:
+    """ValueError, saying what is wrong, unless ``user_id`` is ``@localpart:server_name``
+    and ``device_id`` is a non-empty ID without whitespace (both at most 255 characters).
+    """
+    localpart, sep, server = user_id[1:].partition(":")
+    if not user_id.startswith("@") or not sep or not localpart or not server:
+        raise ValueError(f"{user_id!r} is not a user ID (@localpart:server)")
+    if len(user_id) > 255 or any(c.isspace() or not c.isprintable() for c in user_id):
+        raise ValueError(
+            f"{user_id!r} is not a user ID (too long, or spaces or control characters)"
+        )
+    if server != server_name:
+        raise ValueError(
+            f"{user_id} is not a user of this server: server_name is {server_name!r} "
+            "(set it with --server-name or in the config file)"
+        )
+    if not device_id or len(device_id) > 255:
+        raise ValueError("the device ID must be 1 to 255 characters")
+    if any(c.isspace() or not c.isprintable() for c in device_id):
+        raise ValueError(f"{device_id!r} is not a device ID (spaces or control characters)")

@@ -9,16 +9,21 @@ is its own snapshot), saving the BEGIN and COMMIT round trips.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import trio
-import trio_asyncio
 
-from ..errors import StorageError, sole_exception
+from ..bridge import open_bridge, run_asyncio
+from ..errors import StorageError
+from ..observability.metrics import DB_OPERATION
 from .engine import Array, Conn, Op, P, Row, T
+
+_READ_TIME = DB_OPERATION.labels("postgres", "read")
+_WRITE_TIME = DB_OPERATION.labels("postgres", "write")
 
 
 def _params(args: Sequence[object]) -> tuple[object, ...]:
@@ -62,8 +67,9 @@ class PostgresEngine:
 
     name = "postgres"
 
-    def __init__(self, dsn: str, readers: int = 4) -> None:
+    def __init__(self, dsn: str, readers: int = 4, *, readonly: bool = False) -> None:
         self._dsn = dsn
+        self._settings = {"default_transaction_read_only": "on"} if readonly else {}
         self._writer = _Slot()
         self._write_lock = trio.Lock()
         self._readers = [_Slot() for _ in range(readers)]
@@ -75,7 +81,9 @@ class PostgresEngine:
         """Runs inside asyncio: (re)connect if needed, then the operation."""
         try:
             if slot.conn is None or slot.conn.is_closed():
-                slot.conn = await asyncpg.connect(self._dsn, timeout=10)
+                slot.conn = await asyncpg.connect(
+                    self._dsn, timeout=10, server_settings=self._settings
+                )
             conn = slot.conn
             if tx is None:
                 return await op(_PgConn(conn), *args, **kwargs)
@@ -98,14 +106,14 @@ class PostgresEngine:
             slot.conn = None
 
     async def _read(self, op: Op[..., T], args: Any, kwargs: Any, tx: tuple[str, bool] | None) -> T:
+        started = time.perf_counter()
         async with self._reader_slots:
             slot = self._readers.pop()
             try:
-                return await trio_asyncio.aio_as_trio(self._run)(  # type: ignore[no-any-return]
-                    slot, op, args, kwargs, tx
-                )
+                return await run_asyncio(self._run, slot, op, args, kwargs, tx)
             finally:
                 self._readers.append(slot)
+                _READ_TIME.observe(time.perf_counter() - started)
 
     async def read(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._read(op, args, kwargs, ("repeatable_read", True))
@@ -114,10 +122,14 @@ class PostgresEngine:
         return await self._read(op, args, kwargs, None)
 
     async def write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        async with self._write_lock:
-            return await trio_asyncio.aio_as_trio(self._run)(  # type: ignore[no-any-return]
-                self._writer, op, args, kwargs, ("read_committed", False)
-            )
+        started = time.perf_counter()
+        try:
+            async with self._write_lock:
+                return await run_asyncio(
+                    self._run, self._writer, op, args, kwargs, ("read_committed", False)
+                )
+        finally:
+            _WRITE_TIME.observe(time.perf_counter() - started)
 
     async def run_script(self, sql: str) -> None:
         async def script(conn: Conn) -> None:
@@ -133,26 +145,26 @@ class PostgresEngine:
 
 
 @asynccontextmanager
-async def open_postgres(dsn: str) -> AsyncIterator[PostgresEngine]:
-    """Connect to ``dsn`` inside a trio-asyncio loop; close everything on exit.
+async def open_postgres(
+    dsn: str, *, readonly: bool = False, readers: int = 4
+) -> AsyncIterator[PostgresEngine]:
+    """Connect to ``dsn`` over the process's trio-asyncio bridge; close everything on exit.
 
-    Raises :class:`StorageError` when the server cannot be reached.
+    With ``readonly``, every session is opened with ``default_transaction_read_only``, so
+    the server itself refuses any write (used for a homeserver's database, which trio-sync
+    only reads). Raises :class:`StorageError` when the server cannot be reached.
     """
-    try:
-        async with trio_asyncio.open_loop():
-            engine = PostgresEngine(dsn)
-            try:
-                await engine.write(_ping)
-            except StorageError as exc:
-                raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
-            try:
-                yield engine
-            finally:
-                with trio.CancelScope(shield=True):
-                    await trio_asyncio.aio_as_trio(engine._close)()
-    except BaseExceptionGroup as group:
-        # The bridge's loop runs a nursery of its own; pass on what was raised, unwrapped.
-        raise sole_exception(group) from None
+    async with open_bridge():
+        engine = PostgresEngine(dsn, readers=readers, readonly=readonly)
+        try:
+            await engine.read_one(_ping)
+        except StorageError as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        try:
+            yield engine
+        finally:
+            with trio.CancelScope(shield=True):
+                await run_asyncio(engine._close)
 
 
 async def _ping(conn: Conn) -> None:

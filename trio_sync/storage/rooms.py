@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from .engine import FOREVER, Array, Conn, Row
 
 MEMBER = "m.room.member"
+#: The ``event_id`` of a ``room_state`` row that records a state reset: a membership the
+#: room server dropped from the state without replacing it. The row is a ``leave``
+#: interval for membership queries; it joins no event, so it is never served as state.
+RESET_EVENT_ID = ""
 #: The state types a client is shown for a room it is invited to or knocking on.
 STRIPPED_TYPES = (
     "m.room.create",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -17,7 +18,11 @@ import orjson
 import trio
 
 from ..errors import StorageError
+from ..observability.metrics import DB_OPERATION
 from .engine import Array, Op, P, Row, T
+
+_READ_TIME = DB_OPERATION.labels("sqlite", "read")
+_WRITE_TIME = DB_OPERATION.labels("sqlite", "write")
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 _ANY = re.compile(r"=\s*ANY\s*\(\s*\$(\d+)\s*\)", re.IGNORECASE)
@@ -110,6 +115,7 @@ class SqliteEngine:
         self._limiter = trio.CapacityLimiter(readers + 1)
 
     async def read(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        started = time.perf_counter()
         async with self._reader_slots:
             db = self._readers.pop()
             try:
@@ -118,22 +124,27 @@ class SqliteEngine:
                 )
             finally:
                 self._readers.append(db)
+                _READ_TIME.observe(time.perf_counter() - started)
 
     async def read_one(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         # A transaction costs nothing extra here.
         return await self.read(op, *args, **kwargs)
 
     async def write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        async with self._write_lock:
-            return await trio.to_thread.run_sync(
-                _transaction,
-                self._writer,
-                "BEGIN IMMEDIATE",
-                op,
-                args,
-                kwargs,
-                limiter=self._limiter,
-            )
+        started = time.perf_counter()
+        try:
+            async with self._write_lock:
+                return await trio.to_thread.run_sync(
+                    _transaction,
+                    self._writer,
+                    "BEGIN IMMEDIATE",
+                    op,
+                    args,
+                    kwargs,
+                    limiter=self._limiter,
+                )
+        finally:
+            _WRITE_TIME.observe(time.perf_counter() - started)
 
     async def run_script(self, sql: str) -> None:
         def run() -> None:

@@ -177,6 +177,12 @@ class RoomAccess:
             return self._allows(setting, self.membership_at(pos), pos)
         return False
 
+    def visible_just_before(self, pos: int) -> bool:
+        """Whether the user may see an event placed just before the event at ``pos`` whose
+        own state is unknown (a backfilled one): judged by the state before ``pos``, a join
+        at ``pos`` counting as a later one."""
+        return self._allows(self.setting_at(pos - 1), self.membership_at(pos - 1), pos - 1)
+
     def unsigned_membership(self, pos: int, etype: str, state_key: str | None) -> str:
         """The user's membership at the event, for ``unsigned.membership``: after its own
         membership events, before anything else."""

@@ -20,6 +20,7 @@ import trio
 from ..errors import MatrixError
 from ..filters import Filter, parse_filter_json
 from ..notifier import Notifier
+from ..observability.metrics import SYNC_COMPLETE, SYNC_EMPTY, SYNC_INCREMENTAL
 from ..storage import Conn, Engine
 from ..storage.account_data import ignored_users
 from ..storage.accounts import Device, load_filter
@@ -65,7 +66,7 @@ class SyncHandler:
         self._engine = engine
         self._notifier = notifier
         self.presence = presence
-        self._acks = ToDeviceAcks()
+        self.to_device_acks = ToDeviceAcks()
         self._key_counts = KeyCountCache()
         #: Each user's ignored users, with the account-data position they were read at: a
         #: change to them moves that position, so an entry is good while it has not moved.
@@ -107,23 +108,26 @@ class SyncHandler:
         if self.presence is not None:
             await self.presence.set_device(device, req.set_presence)
         since = req.since
-        await self._acks.acknowledge(self._engine, device, since)
+        await self.to_device_acks.acknowledge(self._engine, device, since)
         if since is None or req.full_state:
-            return await self._build(device, req, since, self._now(since), filt)
+            SYNC_COMPLETE.inc()
+            return await self._build(device, req, since, self.now_token(since), filt)
         deadline = trio.current_time() + req.timeout_ms / 1000
         wait_from = since
         while True:
             with trio.move_on_at(deadline):
                 await self._notifier.wait_for_update(device.user_id, wait_from, device.device_id)
-            now = self._now(since)
+            now = self.now_token(since)
             resp = await self._build(device, req, since, now, filt)
-            if not resp.is_empty() or trio.current_time() >= deadline or self._notifier.closing:
+            empty = resp.is_empty()
+            if not empty or trio.current_time() >= deadline or self._notifier.closing:
+                (SYNC_EMPTY if empty else SYNC_INCREMENTAL).inc()
                 return resp
             # Woken for something that turned out to hold nothing for this user: the
             # range since..now is known empty, so keep waiting from now.
             wait_from = now
 
-    def _now(self, since: StreamToken | None) -> StreamToken:
+    def now_token(self, since: StreamToken | None) -> StreamToken:
         """The token to answer with: the current positions, never before ``since`` except
         for a typing position of another process, which is replaced by this one's."""
         current = self._notifier.current
@@ -183,7 +187,7 @@ class SyncHandler:
         if ctx.ignored_users is not None:
             self._ignored[device.user_id] = (now.account_data, ctx.ignored_users)
         self._key_counts.put(device, epoch, resp)
-        self._acks.sent(device, resp)
+        self.to_device_acks.sent(device, resp)
         return resp
 
     def _known_ignored(self, user_id: str, account_data: int) -> frozenset[str] | None:

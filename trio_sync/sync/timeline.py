@@ -23,6 +23,7 @@ from ..filters import RoomEventFilter, apply_event_fields
 from ..storage import Conn
 from ..storage import rooms as q
 from ..storage.visibility import RoomAccess
+from ..tokens import StreamToken, TopologyToken
 
 #: The most events one page read asks for while looking for visible, matching ones.
 PAGE_MAX = 1000
@@ -175,6 +176,14 @@ async def select_recent(
         limited or raised or oldest_skipped < start,
         bool(picked) and newest_skipped > start,
     )
+
+
+def prev_batch(events: Sequence[q.TimelineEvent], upto: int, now: StreamToken) -> str:
+    """The ``prev_batch`` of a timeline of ``events`` ending at ``upto``: where
+    ``/messages`` paginates back from (before the first event, or from ``upto``)."""
+    if events:
+        return str(TopologyToken(events[0].depth, events[0].pos))
+    return str(now) if upto == now.pdu else str(TopologyToken(0, upto + 1))
 
 
 async def _given(rows: list[q.TimelineEvent]) -> AsyncGenerator[list[q.TimelineEvent], None]:

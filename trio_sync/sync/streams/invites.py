@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from ...storage import Conn
+from ...tokens import TopologyToken
 from ..response import JoinedRoom, RoomTimeline, SyncContext, SyncResponse
 
 _STRIPPED = ("content", "sender", "state_key", "type")
@@ -59,7 +60,7 @@ class InviteStream:
             return
         await self._active(conn, ctx, resp, ctx.since.invite)
         rows = await conn.fetch(
-            "SELECT i.room_id, e.client_json FROM invites i "
+            "SELECT i.room_id, e.client_json, e.depth, e.pos FROM invites i "
             "LEFT JOIN events e ON e.event_id = i.retired_by_event_id "
             "WHERE i.user_id = $1 AND i.retired_at > $2 AND i.retired_at <= $3 "
             "AND i.retired_membership <> 'join' ORDER BY i.retired_at",
@@ -70,7 +71,10 @@ class InviteStream:
         for row in rows:
             room_id = row[0]
             if ctx.filter.room.allows_room(room_id) and not resp.has_room(room_id):
-                events = [str(row[1])] if row[1] is not None else []
-                resp.leave[room_id] = JoinedRoom(
-                    RoomTimeline(events, False, str(ctx.now)), [], ctx.state_field
-                )
+                # prev_batch: just before the event that ended the invite, when stored.
+                if row[1] is None:
+                    timeline = RoomTimeline([], False, str(ctx.now))
+                else:
+                    place = TopologyToken(int(row[2]), int(row[3]))
+                    timeline = RoomTimeline([str(row[1])], False, str(place))
+                resp.leave[room_id] = JoinedRoom(timeline, [], ctx.state_field)

@@ -27,7 +27,7 @@ from ...storage import rooms as q
 from ...storage.visibility import RoomAccess, load_access
 from ...tokens import TopologyToken
 from ..response import JoinedRoom, RoomTimeline, SyncContext, SyncResponse
-from ..timeline import select_recent
+from ..timeline import prev_batch, scan, select_recent
 
 #: Up to this many new events, read them all in one query and share them out by room.
 READ_RANGE_MAX = 200
@@ -116,13 +116,10 @@ async def room_section(
     ]
     if sfilter.limit is not None:
         served_state = served_state[: sfilter.limit]
-    prev_batch = (
-        str(TopologyToken(events[0].depth, events[0].pos))
-        if events
-        else (str(ctx.now) if upto == ctx.now.pdu else str(TopologyToken(0, upto + 1)))
-    )
     return JoinedRoom(
-        timeline=RoomTimeline([viewer.serve(e, access) for e in events], limited, prev_batch),
+        timeline=RoomTimeline(
+            [viewer.serve(e, access) for e in events], limited, prev_batch(events, upto, ctx.now)
+        ),
         state=served_state,
         state_field=ctx.state_field,
         summary=summary.to_json() if summary is not None else None,
@@ -200,12 +197,36 @@ async def _own_event(conn: Conn, event_id: str) -> str | None:
 
 
 async def _own_leave(
-    conn: Conn, ctx: SyncContext, access: RoomAccess, m: q.Membership
+    conn: Conn, ctx: SyncContext, access: RoomAccess, m: q.Membership, after: int
 ) -> JoinedRoom:
-    """A left room the user never saw from inside: only its own membership event."""
+    """A left room the user never saw from inside: only its own membership event.
+
+    ``prev_batch`` is the place just before that event, so paginating from it never gives
+    the event again; ``limited`` says whether an event the user may see (and the filter
+    admits) lies at ``after < p`` before it.
+    """
     found = await q.event_by_id(conn, m.event_id, ctx.viewer.fmt, outliers=True)
-    events = [ctx.viewer.serve(found[1], access)] if found is not None else []
-    return JoinedRoom(RoomTimeline(events, False, str(ctx.now)), [], ctx.state_field)
+    if found is None:
+        return JoinedRoom(RoomTimeline([], False, str(ctx.now)), [], ctx.state_field)
+    ev = found[1]
+    floor = access.earliest_visible()
+    earlier: list[q.TimelineEvent] = []
+    if floor is not None and max(after, floor - 1) < ev.pos - 1:
+        earlier, _ = await scan(
+            conn,
+            m.room_id,
+            access,
+            ctx.viewer,
+            ctx.filter.room.timeline,
+            after=max(after, floor - 1),
+            before=ev.pos,
+            limit=1,
+            backwards=True,
+        )
+    timeline = RoomTimeline(
+        [ctx.viewer.serve(ev, access)], bool(earlier), str(TopologyToken(ev.depth, ev.pos))
+    )
+    return JoinedRoom(timeline, [], ctx.state_field)
 
 
 async def knock_state(conn: Conn, m: q.Membership) -> list[str]:
@@ -263,7 +284,7 @@ class PduStream:
                         conn, ctx, room_id, access[room_id], after=0, upto=m.since, full_state=True
                     )
                 else:
-                    resp.leave[room_id] = await _own_leave(conn, ctx, access[room_id], m)
+                    resp.leave[room_id] = await _own_leave(conn, ctx, access[room_id], m, 0)
 
     async def incremental(self, conn: Conn, ctx: SyncContext, resp: SyncResponse) -> None:
         assert ctx.since is not None
@@ -385,4 +406,4 @@ class PduStream:
                 )
             else:
                 # Out of an invite (rejected, withdrawn) or a knock: only its own event.
-                resp.leave[room_id] = await _own_leave(conn, ctx, access, last)
+                resp.leave[room_id] = await _own_leave(conn, ctx, access, last, since)

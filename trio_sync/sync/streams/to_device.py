@@ -22,7 +22,16 @@ MAX_PER_RESPONSE = 100
 class ToDeviceStream:
     """Messages waiting in the syncing device's inbox at ``since < p <= now``."""
 
-    async def _pending(self, conn: Conn, ctx: SyncContext, resp: SyncResponse, after: int) -> None:
+    async def pending(
+        self,
+        conn: Conn,
+        ctx: SyncContext,
+        resp: SyncResponse,
+        after: int,
+        limit: int = MAX_PER_RESPONSE,
+    ) -> None:
+        """Up to ``limit`` messages at ``after < p <= now`` into ``resp.to_device``; when
+        more wait, ``resp.next_batch`` stops at the last one given."""
         rows = await conn.fetch(
             "SELECT pos, sender, type, content FROM device_inbox WHERE user_id = $1 "
             "AND device_id = $2 AND pos > $3 AND pos <= $4 ORDER BY pos LIMIT $5",
@@ -30,22 +39,22 @@ class ToDeviceStream:
             ctx.device_id,
             after,
             ctx.now.to_device,
-            MAX_PER_RESPONSE + 1,
+            limit + 1,
         )
-        if len(rows) > MAX_PER_RESPONSE:
-            rows = rows[:MAX_PER_RESPONSE]
+        if len(rows) > limit:
+            rows = rows[:limit]
             resp.next_batch = resp.next_batch.with_stream("to_device", int(rows[-1][0]))
         for row in rows:
             sender, event_type, content = _quote(row[1]), _quote(row[2]), row[3]
             resp.to_device.append(f'{{"sender":{sender},"type":{event_type},"content":{content}}}')
 
     async def complete(self, conn: Conn, ctx: SyncContext, resp: SyncResponse) -> None:
-        await self._pending(conn, ctx, resp, 0)
+        await self.pending(conn, ctx, resp, 0)
 
     async def incremental(self, conn: Conn, ctx: SyncContext, resp: SyncResponse) -> None:
         assert ctx.since is not None
         if ctx.now.to_device > ctx.since.to_device:
-            await self._pending(conn, ctx, resp, ctx.since.to_device)
+            await self.pending(conn, ctx, resp, ctx.since.to_device)
 
 
 def _quote(text: str) -> str:
@@ -86,5 +95,9 @@ class ToDeviceAcks:
     def sent(self, device: Device, resp: SyncResponse) -> None:
         """Record that ``resp`` carries messages up to its ``next_batch``."""
         if resp.to_device:
-            key = (device.user_id, device.device_id)
-            self._sent[key] = max(self._sent.get(key, 0), resp.next_batch.to_device)
+            self.sent_upto(device, resp.next_batch.to_device)
+
+    def sent_upto(self, device: Device, position: int) -> None:
+        """Record that the device was sent messages up to ``position``."""
+        key = (device.user_id, device.device_id)
+        self._sent[key] = max(self._sent.get(key, 0), position)

@@ -1,0 +1,1 @@
+"""What an operator watches: Prometheus metrics, the health check, logs (one module each)."""

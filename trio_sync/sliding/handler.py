@@ -1,0 +1,275 @@
+"""Simplified Sliding Sync by stage: parse → load connection → build (→ wait → build) →
+record → shape.
+
+The connection's state at the request's ``pos`` is read first (400 ``M_UNKNOWN_POS``
+when it is not a live position of this user, device and ``conn_id``). A response is then
+built against the current token; when it holds nothing new for the client and
+``timeout`` allows, the request parks in the notifier exactly as ``/sync`` does — a
+``trio.move_on_at`` around :meth:`Notifier.wait_for_update` — and builds again when
+woken. Building is two reads: the candidate rooms with what sorting and filtering need
+(one snapshot), then the rooms to send and the extensions (another snapshot), both
+bounded by the same token. A response that changes what the client has is recorded as
+a new position in one write; one that changes nothing returns the same ``pos``.
+Cancellation (client gone) ends the wait at once; nothing is recorded then.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import trio
+
+from ..notifier import Notifier
+from ..storage import Conn, Engine
+from ..storage.account_data import ignored_users
+from ..storage.accounts import Device
+from ..sync.handler import SyncHandler
+from ..sync.timeline import Viewer
+from ..tokens import StreamToken
+from .extensions import ExtensionScope, build_extensions, has_news
+from .request import ListRequest, RoomConfig, SlidingRequest
+from .room_lists import (
+    Candidate,
+    Recency,
+    RecencyUpdate,
+    RoomFacts,
+    bump_of,
+    candidates,
+    facts_needed,
+    latest_of,
+    passes,
+    read_facts,
+    read_recency,
+    sort_rooms,
+)
+from .rooms import BuildScope, RoomPlan, build_rooms
+from .store import Connection, ListState, SentRoom, load_connection, record_position
+
+
+@dataclass(slots=True)
+class _Found:
+    """What the first read of a build found."""
+
+    rooms: dict[str, Candidate]
+    recency: RecencyUpdate
+    facts: RoomFacts
+    ignored: frozenset[str]
+
+
+async def _find_rooms(
+    conn: Conn,
+    user_id: str,
+    now: StreamToken,
+    left_after: int | None,
+    recency: Recency,
+    as_of: int,
+    lists: list[ListRequest],
+) -> _Found:
+    ignored = await ignored_users(conn, user_id)
+    found = await candidates(conn, user_id, now.pdu, now.invite, left_after)
+    if ignored:
+        found = {
+            r: c
+            for r, c in found.items()
+            if c.invite_json is None or orjson.loads(c.invite_json).get("sender") not in ignored
+        }
+    update = await read_recency(conn, recency, as_of, list(found), now.pdu)
+    spaces = sorted({s for lst in lists for s in lst.filters.spaces or ()})
+    need = facts_needed(lists) | {"direct"}
+    facts = await read_facts(conn, user_id, found, spaces, now.pdu, need)
+    return _Found(found, update, facts, ignored)
+
+
+@dataclass(slots=True)
+class _Built:
+    body: dict[str, Any]
+    lists: dict[str, ListState]
+    sent: dict[str, SentRoom] = field(default_factory=dict)
+    news: bool = False
+
+
+async def _build_rooms_and_extensions(
+    conn: Conn,
+    scope: BuildScope,
+    plans: list[RoomPlan],
+    ext_scope: ExtensionScope,
+    req: SlidingRequest,
+) -> tuple[dict[str, dict[str, Any]], dict[str, SentRoom], dict[str, Any]]:
+    rooms, sent = await build_rooms(conn, scope, plans)
+    extensions = await build_extensions(conn, ext_scope, req) if req.extensions else {}
+    return rooms, sent, extensions
+
+
+def _wants_sending(c: Candidate, config: RoomConfig, sent: SentRoom | None, latest: int) -> bool:
+    """Whether a room in a window or subscription must be sent (see rooms.py)."""
+    if sent is None:
+        return True
+    if latest > sent.sent_upto:
+        return True
+    if config.timeline_limit > sent.timeline_limit and c.membership not in ("invite", "knock"):
+        return True
+    return bool(config.required_state.pairs - sent.required_state.pairs) and c.membership not in (
+        "invite",
+        "knock",
+    )
+
+
+class SlidingSyncHandler:
+    """Answers sliding sync requests for authenticated devices."""
+
+    def __init__(self, engine: Engine, notifier: Notifier, sync: SyncHandler) -> None:
+        self._engine = engine
+        self._notifier = notifier
+        self._sync = sync
+        self._recency = Recency()
+
+    async def sync(self, device: Device, req: SlidingRequest) -> dict[str, Any]:
+        """The response body; waits up to ``req.timeout_ms`` for news when ``pos`` is given.
+
+        Cancellation ends the wait at once and records nothing.
+        """
+        presence = self._sync.presence
+        if presence is None:
+            return await self._sliding(device, req)
+        with presence.syncing(device):
+            await presence.set_device(device, req.set_presence)
+            return await self._sliding(device, req)
+
+    async def _sliding(self, device: Device, req: SlidingRequest) -> dict[str, Any]:
+        state = await self._engine.read(
+            load_connection, device.user_id, device.device_id, req.conn_id, req.pos
+        )
+        ext = req.extension("to_device")
+        if ext is not None and ext.since:
+            await self._sync.to_device_acks.acknowledge(
+                self._engine, device, StreamToken(to_device=ext.since)
+            )
+        subscriptions = {r: c for r, c in state.subscriptions.items() if r not in req.unsubscribe}
+        subscriptions.update(req.subscriptions)
+        deadline = trio.current_time() + req.timeout_ms / 1000
+        while True:
+            now = self._sync.now_token(state.token)
+            built = await self._build(device, req, state, subscriptions, now)
+            if (
+                built.news
+                or state.pos is None
+                or trio.current_time() >= deadline
+                or self._notifier.closing
+            ):
+                break
+            with trio.move_on_at(deadline):
+                await self._notifier.wait_for_update(device.user_id, now, device.device_id)
+        changed_subs = subscriptions != state.subscriptions
+        if built.news or changed_subs or state.pos is None:
+            pos = await self._engine.write(
+                record_position,
+                device.user_id,
+                device.device_id,
+                req.conn_id,
+                state,
+                now,
+                subscriptions,
+                built.lists,
+                built.sent,
+            )
+        else:
+            pos = state.pos
+        body = {"pos": str(pos), **built.body}
+        if req.txn_id is not None:
+            body["txn_id"] = req.txn_id
+        return body
+
+    async def _build(
+        self,
+        device: Device,
+        req: SlidingRequest,
+        state: Connection,
+        subscriptions: Mapping[str, RoomConfig],
+        now: StreamToken,
+    ) -> _Built:
+        user_id = device.user_id
+        since = state.token
+        found = await self._engine.read(
+            _find_rooms,
+            user_id,
+            now,
+            since.pdu if since is not None else None,
+            self._recency,
+            self._recency.as_of,
+            list(req.lists.values()),
+        )
+        self._recency.merge(found.recency)
+        recency = self._recency
+        # Rooms to consider, with the config they are sent with (largest of all asks).
+        configs: dict[str, RoomConfig] = {}
+        lists_out: dict[str, Any] = {}
+        lists_state: dict[str, ListState] = {}
+        list_rooms: dict[str, list[str]] = {}
+        news = False
+        for name, lst in req.lists.items():
+            ordered = sort_rooms(
+                (c for c in found.rooms.values() if passes(lst.filters, c, found.facts)), recency
+            )
+            ops = []
+            window: dict[str, None] = {}
+            for start, end in lst.ranges:
+                ids = [c.room_id for c in ordered[start : end + 1]]
+                window.update(dict.fromkeys(ids))
+                ops.append({"op": "SYNC", "range": [start, end], "room_ids": ids})
+            for room_id in window:
+                known = configs.get(room_id)
+                configs[room_id] = lst.room if known is None else known.merge(lst.room)
+            lists_out[name] = {"count": len(ordered), "ops": ops}
+            lists_state[name] = ListState(len(ordered), list(window))
+            list_rooms[name] = list(window)
+            before = state.lists.get(name)
+            if before is None or before.count != len(ordered) or before.rooms != list(window):
+                news = True
+        for room_id, config in subscriptions.items():
+            if room_id in found.rooms:
+                known = configs.get(room_id)
+                configs[room_id] = config if known is None else known.merge(config)
+        plans = []
+        for room_id, config in configs.items():
+            c = found.rooms[room_id]
+            sent = state.rooms.get(room_id)
+            if _wants_sending(c, config, sent, latest_of(c, recency)):
+                plans.append(RoomPlan(c, config, sent, bump_of(c, recency)))
+        scope = BuildScope(
+            user_id,
+            Viewer(
+                user_id,
+                session_id=device.session_id,
+                ignored=found.ignored,
+                now_ms=int(time.time() * 1000),
+            ),
+            since,
+            now,
+            found.facts.direct,
+        )
+        typing = self._notifier.typing
+        ext_scope = ExtensionScope(
+            user_id,
+            device.device_id,
+            since,
+            now,
+            list_rooms,
+            [r for r in subscriptions if r in found.rooms],
+            frozenset(r for r, c in found.rooms.items() if c.membership == "join"),
+            {p.candidate.room_id for p in plans if p.sent is None},
+            typing.view,
+            since is not None and typing.is_stale(since.typing),
+        )
+        rooms, sent_rooms, extensions = await self._engine.read(
+            _build_rooms_and_extensions, scope, plans, ext_scope, req
+        )
+        ext = req.extension("to_device")
+        if ext is not None and extensions["to_device"]["events"]:
+            self._sync.to_device_acks.sent_upto(device, int(extensions["to_device"]["next_batch"]))
+        news = news or bool(rooms) or has_news(extensions, since, list(req.extensions))
+        body: dict[str, Any] = {"lists": lists_out, "rooms": rooms, "extensions": extensions}
+        return _Built(body, lists_state, sent_rooms, news)

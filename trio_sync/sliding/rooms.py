@@ -1,0 +1,244 @@
+"""One room of a sliding sync response: timeline, required state and room fields.
+
+Timelines are chosen by :func:`trio_sync.sync.timeline.select_recent` and served by the
+same :class:`~trio_sync.sync.timeline.Viewer` as ``/sync`` (history visibility, ignored
+users, ``unsigned``, redactions). Invites and knocks get their stripped state as ``/sync``
+builds it.
+
+A room the connection has not been sent is sent whole (``initial``). Otherwise its
+timeline holds what came at ``sent_upto < p <= upto`` and its ``required_state`` what
+changed there, plus entries the request newly asks for; a larger ``timeline_limit`` than
+before resends the timeline from scratch (``expanded_timeline``). ``$LAZY`` sends the
+member events of the timeline's senders and the user itself, once per connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..filters import RoomEventFilter
+from ..storage import Array, Conn
+from ..storage import rooms as q
+from ..storage.visibility import load_access
+from ..sync.streams.invites import invite_state
+from ..sync.streams.pdu import knock_state
+from ..sync.timeline import Viewer, prev_batch, select_recent
+from ..tokens import StreamToken
+from .request import RequiredState, RoomConfig
+from .room_lists import Candidate
+from .store import SentRoom
+
+_PLAIN = RoomEventFilter()
+_META_TYPES = ("m.room.name", "m.room.avatar", q.MEMBER)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomPlan:
+    """A room to send, with what the connection already has of it (None: nothing)."""
+
+    candidate: Candidate
+    config: RoomConfig
+    sent: SentRoom | None
+    bump: int
+
+
+@dataclass(frozen=True, slots=True)
+class BuildScope:
+    """Who the response is for and the positions it spans."""
+
+    user_id: str
+    viewer: Viewer
+    since: StreamToken | None
+    now: StreamToken
+    direct: frozenset[str]
+
+
+def _fragments(items: Sequence[str]) -> list[orjson.Fragment]:
+    return [orjson.Fragment(s) for s in items]
+
+
+def _stripped_name(stripped: Sequence[str]) -> str | None:
+    for text in stripped:
+        event = orjson.loads(text)
+        if event.get("type") == "m.room.name":
+            name = (event.get("content") or {}).get("name")
+            if isinstance(name, str) and name:
+                return name
+    return None
+
+
+async def _select_state(
+    conn: Conn, room_id: str, at: int, rs: RequiredState, lazy: Sequence[str]
+) -> list[q.StateEvent]:
+    """The entries of the room's state at ``at`` that ``rs`` asks for, plus the member
+    events of ``lazy``."""
+    if not rs.pairs and not lazy:
+        return []
+    members = None if rs.all_members() else [*rs.members(), *lazy]
+    types = rs.types()
+    if types is not None and lazy and q.MEMBER not in types:
+        types = [*types, q.MEMBER]
+    rows = await q.state_at(conn, room_id, at, types=types, members=members)
+    wanted = set(lazy)
+    return [
+        s
+        for s in rows
+        if rs.matches(s.type, s.state_key) or (s.type == q.MEMBER and s.state_key in wanted)
+    ]
+
+
+async def _required_state(
+    conn: Conn,
+    scope: BuildScope,
+    room_id: str,
+    rs: RequiredState,
+    sent: SentRoom | None,
+    upto: int,
+    lazy_users: list[str],
+) -> tuple[list[q.StateEvent], frozenset[str]]:
+    """The state entries to send and the lazy members the client has afterwards."""
+    if sent is None:
+        return await _select_state(conn, room_id, upto, rs, lazy_users), frozenset(lazy_users)
+    known_lazy = sent.lazy_members
+    entries = [
+        s
+        for s in await q.state_delta(conn, room_id, sent.sent_upto, upto)
+        if rs.matches(s.type, s.state_key)
+        or (rs.lazy and s.type == q.MEMBER and s.state_key in known_lazy)
+    ]
+    added = RequiredState(rs.pairs - sent.required_state.pairs)
+    new_lazy = [u for u in lazy_users if u not in known_lazy]
+    if rs.lazy and not sent.required_state.lazy:
+        new_lazy = lazy_users
+    if added.pairs or new_lazy:
+        extra = await _select_state(conn, room_id, upto, added, new_lazy)
+        entries += [
+            s
+            for s in extra
+            if not sent.required_state.matches(s.type, s.state_key) or s.state_key in new_lazy
+        ]
+    unique = {s.event_id: s for s in entries}
+    return list(unique.values()), known_lazy | frozenset(lazy_users)
+
+
+async def _unread(conn: Conn, user_id: str, room_ids: list[str]) -> dict[str, tuple[int, int]]:
+    rows = await conn.fetch(
+        "SELECT room_id, notification_count, highlight_count FROM unread_counts "
+        "WHERE user_id = $1 AND thread_id = '' AND room_id = ANY($2)",
+        user_id,
+        Array(room_ids),
+    )
+    return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+
+def _meta(state: list[q.StateEvent], heroes: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    profiles: dict[str, dict[str, Any]] = {}
+    for s in state:
+        content = orjson.loads(s.json).get("content") or {}
+        if s.type == "m.room.name" and isinstance(content.get("name"), str) and content["name"]:
+            out["name"] = content["name"]
+        elif s.type == "m.room.avatar" and isinstance(content.get("url"), str):
+            out["avatar"] = content["url"]
+        elif s.type == q.MEMBER:
+            profiles[s.state_key] = content
+    listed = []
+    for user in heroes:
+        hero: dict[str, Any] = {"user_id": user}
+        profile = profiles.get(user, {})
+        if isinstance(profile.get("displayname"), str):
+            hero["displayname"] = profile["displayname"]
+        if isinstance(profile.get("avatar_url"), str):
+            hero["avatar_url"] = profile["avatar_url"]
+        listed.append(hero)
+    if listed:
+        out["heroes"] = listed
+    return out
+
+
+async def build_rooms(
+    conn: Conn, scope: BuildScope, plans: Sequence[RoomPlan]
+) -> tuple[dict[str, dict[str, Any]], dict[str, SentRoom]]:
+    """The ``rooms`` entries for ``plans`` and what the connection has of each afterwards."""
+    out: dict[str, dict[str, Any]] = {}
+    sent_now: dict[str, SentRoom] = {}
+    now = scope.now.pdu
+    inside = [p for p in plans if p.candidate.membership in ("join", "leave", "ban")]
+    access = await load_access(conn, scope.user_id, [p.candidate.room_id for p in inside], now)
+    joined = [p.candidate.room_id for p in inside if p.candidate.membership == "join"]
+    summaries = await q.room_summaries(conn, joined, now, scope.user_id) if joined else {}
+    unread = await _unread(conn, scope.user_id, joined) if joined else {}
+    for plan in plans:
+        c = plan.candidate
+        room: dict[str, Any] = {"membership": c.membership, "bump_stamp": plan.bump}
+        if plan.sent is None:
+            room["initial"] = True
+        if c.room_id in scope.direct:
+            room["is_dm"] = True
+        if c.membership in ("invite", "knock"):
+            if c.membership == "invite":
+                stripped = invite_state(orjson.loads(c.invite_json)) if c.invite_json else []
+                room["invite_state"] = _fragments(stripped)
+            else:
+                member = q.Membership(c.room_id, c.membership, c.event_id, c.since)
+                stripped = await knock_state(conn, member)
+                room["knock_state"] = _fragments(stripped)
+            room["stripped_state"] = _fragments(stripped)
+            name = _stripped_name(stripped)
+            if name is not None:
+                room["name"] = name
+            out[c.room_id] = room
+            sent_now[c.room_id] = SentRoom(c.since, plan.config.timeline_limit, RequiredState())
+            continue
+        upto = now if c.membership == "join" else c.since
+        sent, config = plan.sent, plan.config
+        expanded = sent is not None and config.timeline_limit > sent.timeline_limit
+        after = 0 if sent is None or expanded else sent.sent_upto
+        chosen = await select_recent(
+            conn,
+            c.room_id,
+            access[c.room_id],
+            scope.viewer,
+            _PLAIN,
+            after=after,
+            upto=upto,
+            limit=config.timeline_limit,
+        )
+        events = chosen.events
+        rs = config.required_state.resolve(scope.user_id)
+        lazy_users = (
+            list(dict.fromkeys([*(e.sender for e in events), scope.user_id])) if rs.lazy else []
+        )
+        state, lazy_known = await _required_state(
+            conn, scope, c.room_id, rs, sent, upto, lazy_users
+        )
+        summary = summaries.get(c.room_id) or await q.room_summary(
+            conn, c.room_id, upto, scope.user_id
+        )
+        meta_state = await q.state_at(
+            conn, c.room_id, upto, types=_META_TYPES, members=summary.heroes
+        )
+        room.update(_meta(meta_state, summary.heroes))
+        since_pdu = scope.since.pdu if scope.since is not None else None
+        room.update(
+            {
+                "required_state": _fragments([scope.viewer.serve_state(s.json) for s in state]),
+                "timeline": _fragments([scope.viewer.serve(e, access[c.room_id]) for e in events]),
+                "prev_batch": prev_batch(events, upto, scope.now),
+                "limited": chosen.limited,
+                "num_live": 0 if since_pdu is None else sum(1 for e in events if e.pos > since_pdu),
+                "joined_count": summary.joined,
+                "invited_count": summary.invited,
+            }
+        )
+        if expanded:
+            room["expanded_timeline"] = True
+        counts = unread.get(c.room_id, (0, 0))
+        room["notification_count"], room["highlight_count"] = counts
+        out[c.room_id] = room
+        sent_now[c.room_id] = SentRoom(upto, config.timeline_limit, rs, lazy_known)
+    return out, sent_now

@@ -1,0 +1,215 @@
+"""Connection state in the database: what each sliding sync connection has been sent.
+
+A connection is ``(user, device, conn_id)``. Every response that changes what the client
+has is recorded as a new position (``pos``), with the stream token it was built at, the
+room subscriptions in force, the lists' counts and windows, and one row per room it sent
+(``sliding_rooms``, versioned by position). A request names the position it builds on;
+what the client has is then, per room, the newest row at or before that position. Using
+a position acknowledges it: the connection's other positions, and room rows written after
+it, are dropped when the next one is recorded. Everything is in the database, so a
+restart keeps every position valid.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..storage import Conn
+from ..tokens import StreamToken
+from .request import RequiredState, RoomConfig, unknown_pos
+
+#: A position unused for this long is forgotten: the client must start over.
+POSITION_TTL_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SentRoom:
+    """What a connection has of one room."""
+
+    #: The PDU position the room's timeline and state were sent up to.
+    sent_upto: int
+    timeline_limit: int
+    required_state: RequiredState
+    #: Users whose member events were sent for ``$LAZY``.
+    lazy_members: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class ListState:
+    """A list as last sent: its count and the room IDs in its windows, in order."""
+
+    count: int
+    rooms: list[str]
+
+
+@dataclass(slots=True)
+class Connection:
+    """A connection's state as of the position a request builds on (empty when new)."""
+
+    id: int | None = None
+    pos: int | None = None
+    token: StreamToken | None = None
+    subscriptions: dict[str, RoomConfig] = field(default_factory=dict)
+    lists: dict[str, ListState] = field(default_factory=dict)
+    rooms: dict[str, SentRoom] = field(default_factory=dict)
+
+
+def _config_json(config: RoomConfig) -> list[Any]:
+    return [config.required_state.to_json(), config.timeline_limit]
+
+
+def _config(value: list[Any]) -> RoomConfig:
+    return RoomConfig(RequiredState(frozenset((t, k) for t, k in value[0])), int(value[1]))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def load_connection(
+    conn: Conn, user_id: str, device_id: str, conn_id: str, pos: int | None
+) -> Connection:
+    """The state of the connection at ``pos``; a new, empty one when ``pos`` is None.
+
+    400 ``M_UNKNOWN_POS`` when ``pos`` is not a live position of this very connection
+    (another user's or device's, forgotten, or never given).
+    """
+    if pos is None:
+        return Connection()
+    row = await conn.fetchrow(
+        "SELECT p.connection_id, p.token, p.subscriptions, p.lists FROM sliding_positions p "
+        "JOIN sliding_connections c ON c.id = p.connection_id WHERE p.pos = $1 "
+        "AND c.user_id = $2 AND c.device_id = $3 AND c.conn_id = $4 AND p.created_at > $5",
+        pos,
+        user_id,
+        device_id,
+        conn_id,
+        _now_ms() - POSITION_TTL_MS,
+    )
+    if row is None:
+        raise unknown_pos()
+    connection = Connection(
+        id=int(row[0]),
+        pos=pos,
+        token=StreamToken.parse(str(row[1])),
+        subscriptions={r: _config(v) for r, v in orjson.loads(row[2]).items()},
+        lists={n: ListState(int(v[0]), list(v[1])) for n, v in orjson.loads(row[3]).items()},
+    )
+    rows = await conn.fetch(
+        "SELECT room_id, sent_upto, timeline_limit, required_state, lazy_members "
+        "FROM sliding_rooms WHERE connection_id = $1 AND pos <= $2 ORDER BY pos",
+        connection.id,
+        pos,
+    )
+    for r in rows:
+        connection.rooms[str(r[0])] = SentRoom(
+            int(r[1]),
+            int(r[2]),
+            RequiredState(frozenset((t, k) for t, k in orjson.loads(r[3]))),
+            frozenset(orjson.loads(r[4])),
+        )
+    return connection
+
+
+async def _next(conn: Conn, name: str) -> int:
+    await conn.execute("UPDATE sliding_counters SET value = value + 1 WHERE name = $1", name)
+    return int(await conn.fetchval("SELECT value FROM sliding_counters WHERE name = $1", name))
+
+
+async def _forget(conn: Conn, connection_id: int) -> None:
+    for table in ("sliding_rooms", "sliding_positions"):
+        await conn.execute(f"DELETE FROM {table} WHERE connection_id = $1", connection_id)
+    await conn.execute("DELETE FROM sliding_connections WHERE id = $1", connection_id)
+
+
+async def record_position(
+    conn: Conn,
+    user_id: str,
+    device_id: str,
+    conn_id: str,
+    built_on: Connection,
+    token: StreamToken,
+    subscriptions: dict[str, RoomConfig],
+    lists: dict[str, ListState],
+    rooms: dict[str, SentRoom],
+) -> int:
+    """Record a response built on ``built_on`` and return its new position.
+
+    A new connection (``built_on.id`` None) replaces any earlier one of the same
+    ``(user, device, conn_id)``. Otherwise ``built_on.pos`` is acknowledged: the
+    connection's other positions and the room rows written after it are dropped, and
+    room rows it supersedes are compacted away. 400 ``M_UNKNOWN_POS`` if the connection
+    was replaced meanwhile.
+    """
+    now_ms = _now_ms()
+    connection_id = built_on.id
+    if connection_id is None:
+        old = await conn.fetchval(
+            "SELECT id FROM sliding_connections WHERE user_id = $1 AND device_id = $2 "
+            "AND conn_id = $3",
+            user_id,
+            device_id,
+            conn_id,
+        )
+        if old is not None:
+            await _forget(conn, int(old))
+        connection_id = await _next(conn, "connection")
+        await conn.execute(
+            "INSERT INTO sliding_connections (id, user_id, device_id, conn_id, created_at) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            connection_id,
+            user_id,
+            device_id,
+            conn_id,
+            now_ms,
+        )
+    else:
+        acked = built_on.pos
+        live = await conn.fetchval("SELECT 1 FROM sliding_positions WHERE pos = $1", acked)
+        if live is None:
+            raise unknown_pos("This connection was reset by a newer request")
+        await conn.execute(
+            "DELETE FROM sliding_positions WHERE connection_id = $1 AND pos <> $2",
+            connection_id,
+            acked,
+        )
+        await conn.execute(
+            "DELETE FROM sliding_rooms WHERE connection_id = $1 AND (pos > $2 OR (pos < $2 "
+            "AND EXISTS (SELECT 1 FROM sliding_rooms newer WHERE newer.connection_id = $1 "
+            "AND newer.room_id = sliding_rooms.room_id AND newer.pos > sliding_rooms.pos "
+            "AND newer.pos <= $2)))",
+            connection_id,
+            acked,
+        )
+    pos = await _next(conn, "pos")
+    await conn.execute(
+        "INSERT INTO sliding_positions (pos, connection_id, token, subscriptions, lists, "
+        "created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        pos,
+        connection_id,
+        str(token),
+        orjson.dumps({r: _config_json(c) for r, c in subscriptions.items()}).decode(),
+        orjson.dumps({n: [s.count, s.rooms] for n, s in lists.items()}).decode(),
+        now_ms,
+    )
+    await conn.executemany(
+        "INSERT INTO sliding_rooms (connection_id, room_id, pos, sent_upto, timeline_limit, "
+        "required_state, lazy_members) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [
+            (
+                connection_id,
+                room_id,
+                pos,
+                sent.sent_upto,
+                sent.timeline_limit,
+                orjson.dumps(sent.required_state.to_json()).decode(),
+                orjson.dumps(sorted(sent.lazy_members)).decode(),
+            )
+            for room_id, sent in rooms.items()
+        ],
+    )
+    return pos
