@@ -44,6 +44,8 @@ SPEC_VERSIONS = [f"v1.{n}" for n in range(1, 20)]
 #: Simplified Sliding Sync (MSC4186).
 UNSTABLE = {"org.matrix.msc4222": True, sliding.UNSTABLE_FEATURE: True}
 CORS = {name.decode(): value.decode() for name, value in CORS_HEADERS}
+#: The largest filter body accepted (a filter is small; its rooms lists are the bulk).
+MAX_FILTER_BODY = 64 * 1024
 
 
 _HTTP_ERRORS = {
@@ -103,7 +105,9 @@ def create_app(service: Service) -> TrioSyncApp:
     app = TrioSyncApp(service)
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["BODY_TIMEOUT"] = 60
-    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
+    # Quart answers 413 (M_TOO_LARGE below) as soon as a declared Content-Length is over
+    # it, or a chunked body grows past it; it keeps no more than this in memory.
+    app.config["MAX_CONTENT_LENGTH"] = service.config.max_request_body
 
     async def authenticate() -> Device:
         return await authenticate_request(service)
@@ -163,7 +167,7 @@ def create_app(service: Service) -> TrioSyncApp:
         async def filter_post(user_id: str) -> Response:
             device = await authenticate()
             own_user(device, user_id, "create filters")
-            filt = parse_filter(await _request_json())
+            filt = parse_filter(await _request_json(MAX_FILTER_BODY))
             canonical = orjson.dumps(filt.to_json(), option=orjson.OPT_SORT_KEYS).decode()
             filter_id = await service.engine.write(store_filter, user_id, canonical)
             return json_response({"filter_id": str(filter_id)})
