@@ -58,14 +58,14 @@ if PG_DSN:
             for i in range(40):
                 r = await http.get(paths[(n + i) % len(paths)], headers=auth(tokens[n % 2]))
                 statuses.append(r.status_code)
-                await trio.sleep(0.005)
+                await trio.sleep(0.02)
 
         caplog.set_level(logging.INFO)
         async with trio.open_nursery() as nursery:
             for n in range(8):
                 nursery.start_soon(client, n)
             for _ in range(4):
-                await trio.sleep(0.15)
+                await trio.sleep(0.5)
                 killed += await trio_asyncio.aio_as_trio(_kill_server_connections)(dbname)
             # Idle connections killed between requests, too.
         await trio.sleep(0.1)

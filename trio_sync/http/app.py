@@ -16,7 +16,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ..errors import MatrixError, bad_json, forbidden, not_json
+from ..errors import MatrixError, StorageError, bad_json, forbidden, not_json
 from ..filters import parse_filter
 from ..observability import endpoints as ops
 from ..observability.logs import log_access
@@ -44,6 +44,8 @@ SPEC_VERSIONS = [f"v1.{n}" for n in range(1, 20)]
 #: Simplified Sliding Sync (MSC4186).
 UNSTABLE = {"org.matrix.msc4222": True, sliding.UNSTABLE_FEATURE: True}
 CORS = {name.decode(): value.decode() for name, value in CORS_HEADERS}
+#: The answer while the database cannot be reached (a client retries it later).
+UNAVAILABLE = {"errcode": "M_UNKNOWN", "error": "Database unavailable; try again shortly"}
 #: The largest filter body accepted (a filter is small; its rooms lists are the bulk).
 MAX_FILTER_BODY = 64 * 1024
 
@@ -121,6 +123,12 @@ def create_app(service: Service) -> TrioSyncApp:
         status = exc.code or 500
         errcode, message = _HTTP_ERRORS.get(status, ("M_UNKNOWN", exc.description or ""))
         return json_response({"errcode": errcode, "error": message}, status)
+
+    @app.errorhandler(StorageError)
+    async def storage_error(exc: StorageError) -> Response:
+        # The database is unreachable even after a retry: say so in one line, no traceback.
+        log.warning("%s %s: database unavailable: %s", request.method, request.path, exc)
+        return json_response(UNAVAILABLE, 503)
 
     @app.errorhandler(Exception)
     async def internal_error(exc: Exception) -> Response:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 import orjson
 import trio
 
-from ..errors import MatrixError
+from ..errors import MatrixError, StorageError
 from ..sync.request import parse_sync_request
 from .asgi import USER_KEY, Receive, Scope, Send
 from .auth import authenticate, token_from
@@ -80,6 +80,11 @@ async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Sen
             body = (await service.sync.sync(device, request)).dumps()
         except MatrixError as exc:
             status, body = exc.status, orjson.dumps(exc.body())
+        except StorageError as exc:
+            # Unreachable even after a retry: one line, no traceback (see http/app.py).
+            log.warning("/sync: database unavailable: %s", exc)
+            status = 503
+            body = b'{"errcode":"M_UNKNOWN","error":"Database unavailable; try again shortly"}'
         except Exception:
             log.exception("unhandled error in /sync")
             status = 500
