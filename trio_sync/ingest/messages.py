@@ -152,9 +152,7 @@ def _room_of(
     room ID is the create event's hash, ``!`` + the event ID without ``$``. A create event
     that names a room anyway (in ``room_id`` or a ``_room_id`` header) must name that one.
     """
-    if not (
-        etype == "m.room.create" and state_key == "" and version in HASHED_ROOM_ID_VERSIONS
-    ):
+    if not (etype == "m.room.create" and state_key == "" and version in HASHED_ROOM_ID_VERSIONS):
         return room_id(obj, "room_id")
     derived = "!" + event_id[1:]
     for key in ("room_id", "_room_id"):

@@ -32,6 +32,7 @@ from .engine import Array, Conn, Op, P, Row, T
 log = logging.getLogger(__name__)
 
 _READ_TIME = DB_OPERATION.labels("postgres", "read")
+_WRITE_TIME = DB_OPERATION.labels("postgres", "write")
 #: Errors that mean the connection is gone (not that the statement failed).
 _LOST = (
     OSError,
@@ -49,7 +50,6 @@ _LOST = (
 
 class ConnectionLost(StorageError):
     """The operation failed because its connection died (it was thrown away)."""
-_WRITE_TIME = DB_OPERATION.labels("postgres", "write")
 
 
 def _params(args: Sequence[object]) -> tuple[object, ...]:
