@@ -14,6 +14,7 @@ from typing import Any
 DEFAULT_DATABASE = "sqlite:///trio-sync.db"
 DEFAULT_LISTEN = "127.0.0.1:8008"
 ENV_PREFIX = "TRIO_SYNC_"
+AUTH_MODES = ("local", "homeserver-database", "whoami")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,35 @@ class Config:
     metrics_listen: str | None = None
     #: The homeserver's own PostgreSQL database (Dendrite's), read only.
     homeserver_database: str | None = None
+    #: The homeserver's client-server API base URL (``whoami`` auth, ``/versions``).
+    homeserver_url: str | None = None
+    homeserver_timeout: float = 10.0
+    #: Who checks access tokens: ``local``, ``homeserver-database`` or ``whoami``.
+    auth: str = "local"
+    auth_cache_ttl: float = 60.0
+    auth_negative_ttl: float = 5.0
+    auth_cache_size: int = 100_000
+    #: A NATS JetStream server the homeserver publishes its output streams to.
+    jetstream: str | None = None
+    #: Serve trio-sync's own write endpoints even when ``jetstream`` is set.
+    local_writes: bool = False
+
+    def check(self) -> None:
+        """Raise ValueError (one line) for settings that cannot work together."""
+        if self.auth not in AUTH_MODES:
+            raise ValueError(f"auth must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
+        if self.auth == "whoami" and not self.homeserver_url:
+            raise ValueError("auth = whoami needs homeserver_url (--homeserver-url)")
+        if self.auth == "homeserver-database" and not self.homeserver_database:
+            raise ValueError(
+                "auth = homeserver-database needs homeserver_database (--homeserver-database)"
+            )
+
+    @property
+    def writes_local(self) -> bool:
+        """Whether trio-sync accepts client writes (typing, receipts, account data,
+        presence, to-device) itself; with ``jetstream`` they belong to the homeserver."""
+        return self.jetstream is None or self.local_writes
 
     def with_overrides(self, values: Mapping[str, Any], origin: str = "") -> Config:
         """A copy with every non-None value of ``values`` that names a field applied.
@@ -71,6 +101,11 @@ _TYPES: dict[str, type] = {
     "batch_size": int,
     "max_request_body": int,
     "access_log": bool,
+    "homeserver_timeout": float,
+    "auth_cache_ttl": float,
+    "auth_negative_ttl": float,
+    "auth_cache_size": int,
+    "local_writes": bool,
 }
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 

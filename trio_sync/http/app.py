@@ -18,12 +18,13 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import MatrixError, StorageError, bad_json, forbidden, not_json
 from ..filters import parse_filter
+from ..homeserver.versions import merge_versions
 from ..observability import endpoints as ops
 from ..observability.logs import log_access
 from ..observability.metrics import REQUEST_TIME, REQUESTS
 from ..storage.accounts import Device, store_filter
 from ..sync.request import parse_sync_request
-from . import account_data, ephemeral, keys, presence, sliding, to_device
+from . import account_data, ephemeral, keys, presence, relations, sliding, to_device
 from .asgi import ROUTE_KEY, USER_KEY, Message, Scope, shield_final_send
 from .common import CLIENT_PREFIXES, json_response, own_user
 from .common import authenticate as authenticate_request
@@ -32,6 +33,7 @@ from .common import request_json as _request_json
 from .connection import LeanHTTPConnection
 from .params import check_query, check_view_args
 from .rooms import add_room_routes
+from .routemap import is_homeserver_write
 from .sync_endpoint import CORS_HEADERS, is_sync_request, serve_sync
 
 if TYPE_CHECKING:
@@ -148,6 +150,10 @@ def create_app(service: Service) -> TrioSyncApp:
         # CORS preflight for any path; routing (and its 404/405) applies to the rest.
         if request.method == "OPTIONS":
             return Response(b"", status=204)
+        if not service.config.writes_local and is_homeserver_write(request.endpoint):
+            raise MatrixError(
+                404, "M_UNRECOGNIZED", "Unrecognized request: this write is for the homeserver"
+            )
         return None
 
     @app.before_request
@@ -158,7 +164,10 @@ def create_app(service: Service) -> TrioSyncApp:
 
     @app.get("/_matrix/client/versions")
     async def versions() -> Response:
-        return json_response({"versions": SPEC_VERSIONS, "unstable_features": UNSTABLE})
+        theirs = None
+        if service.homeserver_versions is not None:
+            theirs = await service.homeserver_versions.get()
+        return json_response(merge_versions(theirs, SPEC_VERSIONS, UNSTABLE))
 
     for prefix in CLIENT_PREFIXES:
         add_room_routes(app, prefix, authenticate)
@@ -187,7 +196,7 @@ def create_app(service: Service) -> TrioSyncApp:
             filt = await service.sync.stored_filter(user_id, filter_id)
             return json_response(filt.to_json())
 
-    for routes in (account_data, ephemeral, presence, to_device, keys, sliding):
+    for routes in (account_data, ephemeral, presence, to_device, keys, sliding, relations):
         routes.add_routes(app, service)
 
     @app.post("/_trio_sync/v1/ingest")

@@ -13,7 +13,7 @@ from ..errors import MatrixError, bad_json, forbidden, not_json
 from ..ingest.apply import Applied
 from ..ingest.messages import BadMessage, parse_message
 from ..storage.accounts import Device
-from . import auth, params
+from . import params
 from .asgi import USER_KEY, Scope
 from .auth import token_from
 
@@ -71,8 +71,10 @@ async def request_object(*, empty_ok: bool = False) -> dict[str, Any]:
 
 async def authenticate(service: Service) -> Device:
     """The device of the request's access token; 401 when there is none or it is unknown."""
-    token = token_from(request.headers.get("Authorization"), request.args.get("access_token"))
-    device = await auth.authenticate(service.engine, token)
+    token = token_from(
+        request.headers.getlist("Authorization"), request.args.getlist("access_token")
+    )
+    device = await service.auth.authenticate(token)
     scope: Scope = request.scope  # type: ignore[assignment]
     scope[USER_KEY] = device.user_id
     return device

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -76,6 +77,64 @@ class _PgConn:
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         await self._c.executemany(sql, [_params(r) for r in rows])
+
+    async def notify(self, channel: str) -> None:
+        # Delivered by the server when (and only if) the transaction commits.
+        await self._c.execute("SELECT pg_notify($1, '')", channel)
+
+
+def _set_event(event: trio.Event, *_: object) -> None:
+    event.set()
+
+
+class _PgChangeWatch:
+    """``LISTEN channel`` on a connection of its own.
+
+    A notification marks the watch changed. While that connection is down (before it
+    first connects, or after it is lost) every call reports a change, since
+    notifications may be missed then; it reconnects with backoff.
+    """
+
+    def __init__(self, dsn: str, channel: str) -> None:
+        self._dsn = dsn
+        self._channel = channel
+        self._listening = False
+        self._dirty = True
+
+    def changed(self) -> bool:
+        if not self._listening:
+            return True
+        dirty, self._dirty = self._dirty, False
+        return dirty
+
+    def _notified(self, *_: object) -> None:
+        self._dirty = True
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        backoff = 0.05
+        while True:
+            lost = trio.Event()
+            conn: Any = None
+            try:
+                conn = await run_asyncio(asyncpg.connect, self._dsn)
+                conn.add_termination_listener(partial(_set_event, lost))
+                await run_asyncio(conn.add_listener, self._channel, self._notified)
+                self._dirty = True  # whatever happened before LISTEN was missed
+                self._listening = True
+                backoff = 0.05
+                task_status.started()
+                task_status = trio.TASK_STATUS_IGNORED
+                await lost.wait()
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("change watch %s: %s; retrying", self._channel, exc)
+            finally:
+                self._listening = False
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            task_status.started()
+            task_status = trio.TASK_STATUS_IGNORED
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
 
 class _Slot:
@@ -172,6 +231,9 @@ class PostgresEngine:
             await conn.execute(sql)
 
         await self.write(script)
+
+    def change_watch(self, channel: str, counter_sql: str) -> _PgChangeWatch:
+        return _PgChangeWatch(self._dsn, channel)
 
     async def _close(self) -> None:
         for slot in [self._writer, *self._readers]:
