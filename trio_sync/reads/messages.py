@@ -148,15 +148,23 @@ async def visible_event(
     return h, access
 
 
-async def event(conn: Conn, viewer: Viewer, room_id: str, event_id: str, now: int) -> Any:
-    """The ``/rooms/{roomId}/event/{eventId}`` response body. The spec's only answer for
-    an event the user may not read is 404, so a room it may not read is 404 here too."""
+async def hidden_event(
+    conn: Conn, viewer: Viewer, room_id: str, event_id: str, now: int
+) -> tuple[HistoryEvent, RoomAccess]:
+    """:func:`visible_event` for endpoints whose only answer for an event the user may not
+    read is 404 (``/event``, ``/relations``): a room it may not read is 404 too."""
     try:
-        h, access = await visible_event(conn, viewer, room_id, event_id, now)
+        return await visible_event(conn, viewer, room_id, event_id, now)
     except MatrixError as exc:
         if exc.errcode == "M_FORBIDDEN":
             raise not_found("Event not found") from None
         raise
+
+
+async def event(conn: Conn, viewer: Viewer, room_id: str, event_id: str, now: int) -> Any:
+    """The ``/rooms/{roomId}/event/{eventId}`` response body. The spec's only answer for
+    an event the user may not read is 404, so a room it may not read is 404 here too."""
+    h, access = await hidden_event(conn, viewer, room_id, event_id, now)
     viewer = replace(viewer, ignored=await ignored_users(conn, viewer.user_id))
     bundled = await bundles(conn, viewer, access, room_id, [h.event], now)
     return orjson.Fragment(viewer.serve(h.event, access, bundled.get(h.event.event_id)))
