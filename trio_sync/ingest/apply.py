@@ -18,6 +18,7 @@ import orjson
 from ..redaction import redact, redact_for_client
 from ..storage import FOREVER, Array, Conn
 from ..storage.history import STREAM_SUB, backfill_anchor
+from ..storage.relations import INSERT_RELATION, drop_relation, relation_row
 from ..storage.rooms import MEMBER, RESET_EVENT_ID, STRIPPED_TYPES
 from ..tokens import StreamToken
 from .messages import (
@@ -145,6 +146,7 @@ async def apply_batch(
     positions = _Positions(await conn.fetch("SELECT stream, position FROM streams"), stored)
     out = Applied()
     plain: list[tuple[object, ...]] = []
+    related: list[tuple[object, ...]] = []
     for item in items:
         message = item.message
         if bulk and isinstance(message, NewRoomEvent) and not _touches_state(message):
@@ -153,15 +155,19 @@ async def apply_batch(
                 out.duplicates += 1
             else:
                 txn = (message.txn_session, message.txn_id)
-                row = _event_row(positions.next("pdu"), ev, ev.unsigned, False, txn)
-                plain.append((*row, message.history_visibility))
+                at = positions.next("pdu")
+                plain.append(
+                    (*_event_row(at, ev, ev.unsigned, False, txn), message.history_visibility)
+                )
+                relation = _relation_row(at, ev)
+                if relation is not None:
+                    related.append(relation)
                 positions.stored.add(ev.event_id)
                 out.rooms.add(ev.room_id)
                 out.accepted += 1
             continue
         if plain:
-            await conn.executemany(_INSERT_EVENT, plain)
-            plain.clear()
+            await _flush(conn, plain, related)
         try:
             if isinstance(message, BadMessage):
                 raise message
@@ -180,7 +186,7 @@ async def apply_batch(
                 int(time.time() * 1000),
             )
     if plain:
-        await conn.executemany(_INSERT_EVENT, plain)
+        await _flush(conn, plain, related)
     changed = positions.changed()
     if changed:
         await conn.executemany("UPDATE streams SET position = $2 WHERE stream = $1", changed)
@@ -193,6 +199,21 @@ async def apply_batch(
         )
     out.token = positions.token()
     return out
+
+
+async def _flush(
+    conn: Conn, plain: list[tuple[object, ...]], related: list[tuple[object, ...]]
+) -> None:
+    """Insert a run of plain events and their relations, and empty both lists."""
+    await conn.executemany(_INSERT_EVENT, plain)
+    if related:
+        await conn.executemany(INSERT_RELATION, related)
+    plain.clear()
+    related.clear()
+
+
+def _relation_row(at: int, ev: Pdu) -> tuple[object, ...] | None:
+    return relation_row(at, ev.event_id, ev.room_id, ev.type, ev.sender, ev.content)
 
 
 def _touches_state(m: NewRoomEvent) -> bool:
@@ -289,7 +310,10 @@ async def _insert_event(
     )
     if row is None:
         return False
-    pos.next("pdu")
+    at = pos.next("pdu")
+    relation = _relation_row(at, ev)
+    if relation is not None:
+        await conn.execute(INSERT_RELATION, *relation)
     return True
 
 
@@ -343,7 +367,7 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
     unsigned = dict(ev.unsigned)
     if ev.state_key is not None:
         prev = await conn.fetchrow(
-            "SELECT e.event_id, e.sender, e.client_json FROM room_state s "
+            "SELECT e.event_id, e.client_json FROM room_state s "
             "JOIN events e ON e.event_id = s.event_id WHERE s.room_id = $1 AND s.type = $2 "
             "AND s.state_key = $3 AND s.removed_at = $4",
             ev.room_id,
@@ -353,8 +377,7 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
         )
         if prev is not None:
             unsigned["replaces_state"] = prev[0]
-            unsigned["prev_sender"] = prev[1]
-            unsigned["prev_content"] = orjson.loads(prev[2]).get("content", {})
+            unsigned["prev_content"] = orjson.loads(prev[1]).get("content", {})
     if not await _insert_event(
         conn,
         pos,
@@ -469,8 +492,9 @@ async def _new_invite(
         return
     given = ev.unsigned.get("invite_room_state")
     stripped = given if isinstance(given, list) else await _stripped_state(conn, ev.room_id)
-    unsigned = {k: v for k, v in ev.unsigned.items() if k != "invite_room_state"}
-    unsigned["invite_room_state"] = stripped
+    # The invite event for invite_state: its stripped state rides along in unsigned.
+    invite = ev.client_dict()
+    invite.setdefault("unsigned", {})["invite_room_state"] = stripped
     row = await conn.fetchrow(
         "INSERT INTO invites (pos, event_id, room_id, user_id, room_version, event_json) "
         "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING RETURNING pos",
@@ -479,7 +503,7 @@ async def _new_invite(
         ev.room_id,
         ev.state_key,
         room_version,
-        _dumps(ev.client_dict(unsigned)),
+        _dumps(invite),
     )
     if row is not None:
         pos.next("invite")
@@ -546,6 +570,8 @@ async def _redact(conn: Conn, out: Applied, m: RedactedEvent) -> None:
         _dumps(pdu),
         _dumps(because_json),
     )
+    if "m.relates_to" not in client["content"]:
+        await drop_relation(conn, m.redacted_event_id)
     # The redacted content also lives on as the next state event's prev_content.
     for nxt in await conn.fetch(
         "SELECT event_id, client_json FROM events WHERE replaces_state = $1",
@@ -574,7 +600,7 @@ async def _redact(conn: Conn, out: Applied, m: RedactedEvent) -> None:
 
 
 async def _purge(conn: Conn, out: Applied, room_id: str) -> None:
-    for table in ("events", "room_state", "invites"):
+    for table in ("events", "room_state", "invites", "relations"):
         await conn.execute(f"DELETE FROM {table} WHERE room_id = $1", room_id)
     out.purged.add(room_id)
     out.accepted += 1
