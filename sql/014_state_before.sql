@@ -14,4 +14,4 @@ CREATE TABLE event_state_before (
     membership TEXT,
     PRIMARY KEY (pos, type, state_key)
 );
-CREATE INDEX event_state_before_room ON event_state_before (room_id, type, state_key, pos);
+CREATE INDEX event_state_before_room ON event_state_before (room_id, pos);

@@ -11,7 +11,7 @@ import pytest
 
 from trio_sync import Service
 
-from .conftest import ALICE, BOB, event_id, timeline_ids
+from .conftest import ALICE, BOB, CAROL, event_id, timeline_ids
 from .rooms_support import ROOM, Message, Rooms, make_rooms
 
 
@@ -55,8 +55,11 @@ async def test_history_visibility_is_judged_by_the_state_at_the_event(rooms: Roo
     before = await rooms.say(ROOM, BOB, "seen")
     # A message from a branch that forked before Alice joined: she was not in the room at
     # it, so under "joined" she may not see it, though it arrived after her join.
-    (hidden,) = await rooms.ingest(forked(rooms.log.message(ROOM, BOB, "branch"), [], [join]))
-    after = await rooms.say(ROOM, BOB, "seen too")
+    # (In one batch with a plain message: a batch's plain events are stored in bulk.)
+    hidden, *after = await rooms.ingest(
+        forked(rooms.log.message(ROOM, BOB, "branch"), [], [join]),
+        rooms.log.message(ROOM, BOB, "seen too"),
+    )
     # (The room's first five events precede any setting: the default, shared, holds.)
     seen = [*created[:5], join, *before, *after]
     assert await rooms.page_all(ALICE, ROOM, dir="f") == seen
@@ -72,3 +75,20 @@ async def test_unknown_state_before_ids_are_rejected(rooms: Rooms, service: Serv
     assert (applied.accepted, applied.rejected) == (0, 1)
     # Ingest goes on.
     await rooms.say(ROOM, BOB, "fine")
+
+
+async def test_context_around_a_forked_event(rooms: Rooms) -> None:
+    await rooms.room(setting="world_readable")
+    (message,) = await rooms.say(ROOM, BOB, "hello")
+    hv_then = rooms.log.current_state(ROOM)[("m.room.history_visibility", "")]
+    (setting,) = await rooms.ingest(
+        rooms.log.event(
+            ROOM, BOB, "m.room.history_visibility", {"history_visibility": "shared"}, ""
+        )
+    )
+    # Forked before the change: at it the room was world readable.
+    (fork,) = await rooms.ingest(
+        forked(rooms.log.message(ROOM, BOB, "branch"), [hv_then], [setting])
+    )
+    body = await rooms.context(CAROL, ROOM, message, limit=4)
+    assert [e["event_id"] for e in body["events_after"]] == [setting, fork]

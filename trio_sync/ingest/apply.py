@@ -202,6 +202,8 @@ def _touches_state(m: NewRoomEvent) -> bool:
         or m.adds_state_event_ids
         or m.removes_state_event_ids
         or m.rewrites_state
+        or m.state_before_adds_event_ids
+        or m.state_before_removes_event_ids
     )
 
 

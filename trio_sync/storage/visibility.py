@@ -247,3 +247,16 @@ async def load_access(
         access.membership.sort()
         access.visibility.sort()
     return out
+
+
+async def rooms_with_forks(conn: Conn, room_ids: Iterable[str], after: int, upto: int) -> set[str]:
+    """Which of ``room_ids`` have an event of a forked history (judged by its own state)
+    at ``after < p <= upto``."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT room_id FROM event_state_before WHERE room_id = ANY($1) "
+        "AND pos > $2 AND pos <= $3",
+        Array(list(room_ids)),
+        after,
+        upto,
+    )
+    return {r[0] for r in rows}
