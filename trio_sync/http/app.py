@@ -23,7 +23,7 @@ from ..observability.logs import log_access
 from ..observability.metrics import REQUEST_TIME, REQUESTS
 from ..storage.accounts import Device, store_filter
 from ..sync.request import parse_sync_request
-from . import account_data, ephemeral, keys, presence, sliding, to_device
+from . import account_data, ephemeral, keys, presence, relations, sliding, to_device
 from .asgi import ROUTE_KEY, USER_KEY, Message, Scope, shield_final_send
 from .common import CLIENT_PREFIXES, json_response, own_user
 from .common import authenticate as authenticate_request
@@ -168,7 +168,7 @@ def create_app(service: Service) -> TrioSyncApp:
             filt = await service.sync.stored_filter(user_id, filter_id)
             return json_response(filt.to_json())
 
-    for routes in (account_data, ephemeral, presence, to_device, keys, sliding):
+    for routes in (account_data, ephemeral, presence, to_device, keys, sliding, relations):
         routes.add_routes(app, service)
 
     @app.post("/_trio_sync/v1/ingest")

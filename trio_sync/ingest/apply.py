@@ -18,6 +18,7 @@ import orjson
 from ..redaction import redact, redact_for_client
 from ..storage import FOREVER, Array, Conn
 from ..storage.history import STREAM_SUB, backfill_anchor
+from ..storage.relations import INSERT_RELATION, drop_relation, relation_row
 from ..storage.rooms import MEMBER, RESET_EVENT_ID, STRIPPED_TYPES
 from ..tokens import StreamToken
 from .forks import membership_of, state_before_event
@@ -146,6 +147,7 @@ async def apply_batch(
     positions = _Positions(await conn.fetch("SELECT stream, position FROM streams"), stored)
     out = Applied()
     plain: list[tuple[object, ...]] = []
+    related: list[tuple[object, ...]] = []
     for item in items:
         message = item.message
         if bulk and isinstance(message, NewRoomEvent) and not _touches_state(message):
@@ -154,15 +156,19 @@ async def apply_batch(
                 out.duplicates += 1
             else:
                 txn = (message.txn_session, message.txn_id)
-                row = _event_row(positions.next("pdu"), ev, ev.unsigned, False, txn)
-                plain.append((*row, message.history_visibility))
+                at = positions.next("pdu")
+                plain.append(
+                    (*_event_row(at, ev, ev.unsigned, False, txn), message.history_visibility)
+                )
+                relation = _relation_row(at, ev)
+                if relation is not None:
+                    related.append(relation)
                 positions.stored.add(ev.event_id)
                 out.rooms.add(ev.room_id)
                 out.accepted += 1
             continue
         if plain:
-            await conn.executemany(_INSERT_EVENT, plain)
-            plain.clear()
+            await _flush(conn, plain, related)
         try:
             if isinstance(message, BadMessage):
                 raise message
@@ -181,7 +187,7 @@ async def apply_batch(
                 int(time.time() * 1000),
             )
     if plain:
-        await conn.executemany(_INSERT_EVENT, plain)
+        await _flush(conn, plain, related)
     changed = positions.changed()
     if changed:
         await conn.executemany("UPDATE streams SET position = $2 WHERE stream = $1", changed)
@@ -194,6 +200,21 @@ async def apply_batch(
         )
     out.token = positions.token()
     return out
+
+
+async def _flush(
+    conn: Conn, plain: list[tuple[object, ...]], related: list[tuple[object, ...]]
+) -> None:
+    """Insert a run of plain events and their relations, and empty both lists."""
+    await conn.executemany(_INSERT_EVENT, plain)
+    if related:
+        await conn.executemany(INSERT_RELATION, related)
+    plain.clear()
+    related.clear()
+
+
+def _relation_row(at: int, ev: Pdu) -> tuple[object, ...] | None:
+    return relation_row(at, ev.event_id, ev.room_id, ev.type, ev.sender, ev.content)
 
 
 def _touches_state(m: NewRoomEvent) -> bool:
@@ -292,7 +313,10 @@ async def _insert_event(
     )
     if row is None:
         return False
-    pos.next("pdu")
+    at = pos.next("pdu")
+    relation = _relation_row(at, ev)
+    if relation is not None:
+        await conn.execute(INSERT_RELATION, *relation)
     return True
 
 
@@ -558,6 +582,8 @@ async def _redact(conn: Conn, out: Applied, m: RedactedEvent) -> None:
         _dumps(pdu),
         _dumps(because_json),
     )
+    if "m.relates_to" not in client["content"]:
+        await drop_relation(conn, m.redacted_event_id)
     # The redacted content also lives on as the next state event's prev_content.
     for nxt in await conn.fetch(
         "SELECT event_id, client_json FROM events WHERE replaces_state = $1",
@@ -586,7 +612,7 @@ async def _redact(conn: Conn, out: Applied, m: RedactedEvent) -> None:
 
 
 async def _purge(conn: Conn, out: Applied, room_id: str) -> None:
-    for table in ("events", "room_state", "invites", "event_state_before"):
+    for table in ("events", "room_state", "invites", "relations", "event_state_before"):
         await conn.execute(f"DELETE FROM {table} WHERE room_id = $1", room_id)
     out.purged.add(room_id)
     out.accepted += 1

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from ..storage import Conn
+from ..storage.relations import newest_in_thread
 from .bad_message import BadMessage
 from .user_messages import (
     PRESENCE_STATES,
@@ -139,16 +140,24 @@ async def _receipt(conn: Conn, pos: Positions, out: Applied, m: Receipt) -> None
 
 
 async def _clear_unread(conn: Conn, pos: Positions, out: Applied, m: Receipt) -> None:
-    """A user's own read receipt at (or after) the room's newest event clears its counts:
-    the whole room's for an unthreaded receipt, else the receipt's thread's (``main``
-    being the room's main timeline)."""
+    """A user's own read receipt clears its counts when it is at (or after) the newest
+    event of what it covers: for an unthreaded receipt the room's newest event, and then
+    the whole room's counts; for a threaded one the thread's newest event (its newest
+    reply, else its root; for ``main`` the newest event in no thread; the room's newest
+    event for a thread not stored here), and then that thread's counts only."""
     row = await conn.fetchrow(
         "SELECT e.pos, (SELECT MAX(l.pos) FROM events l WHERE l.room_id = $2 "
         "AND l.exclude_from_sync = 0) FROM events e WHERE e.event_id = $1 AND e.room_id = $2",
         m.event_id,
         m.room_id,
     )
-    if row is None or row[1] is None or row[0] < row[1]:
+    if row is None or row[1] is None:
+        return
+    newest = row[1]
+    if m.thread_id is not None:
+        # A thread whose root is not stored here is judged by the room's newest event.
+        newest = await newest_in_thread(conn, m.room_id, m.thread_id) or newest
+    if row[0] < newest:
         return
     sql = (
         "UPDATE unread_counts SET notification_count = 0, highlight_count = 0, pos = $3 "

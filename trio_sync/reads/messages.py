@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from ..aggregations import bundles
 from ..errors import MatrixError, forbidden, invalid_param, not_found
 from ..filters import RoomEventFilter
 from ..storage import Conn
@@ -123,8 +124,11 @@ async def messages(
         )
         found, more = walked.events, walked.next
     events = [h.event for h in found]
+    bundled = await bundles(conn, viewer, access, room_id, events, now)
     body: dict[str, Any] = {
-        "chunk": [orjson.Fragment(viewer.serve(e, access)) for e in events],
+        "chunk": [
+            orjson.Fragment(viewer.serve(e, access, bundled.get(e.event_id))) for e in events
+        ],
         "start": page.start_token or _stream_place(now + 1 if page.backwards else 1),
     }
     if more is not None and found:
@@ -156,7 +160,9 @@ async def event(conn: Conn, viewer: Viewer, room_id: str, event_id: str, now: in
     found_room, h, access = await visible_event(conn, viewer, event_id, now)
     if found_room != room_id:
         raise not_found("Event not found")
-    return orjson.Fragment(viewer.serve(h.event, access))
+    viewer = replace(viewer, ignored=await ignored_users(conn, viewer.user_id))
+    bundled = await bundles(conn, viewer, access, room_id, [h.event], now)
+    return orjson.Fragment(viewer.serve(h.event, access, bundled.get(h.event.event_id)))
 
 
 async def context(
@@ -214,10 +220,16 @@ async def context(
         members = list(dict.fromkeys(e.event.sender for e in (*before, h, *after)))
     # The spec's state for /context: the state at the last event returned.
     state = await q.state_at(conn, room_id, last.event.pos, viewer.fmt, members=members)
+    window = [ev, *(e.event for e in before), *(e.event for e in after)]
+    bundled = await bundles(conn, viewer, access, room_id, window, now)
+
+    def served(e: q.TimelineEvent) -> orjson.Fragment:
+        return orjson.Fragment(viewer.serve(e, access, bundled.get(e.event_id)))
+
     return {
-        "event": orjson.Fragment(viewer.serve(ev, access)),
-        "events_before": [orjson.Fragment(viewer.serve(e.event, access)) for e in before],
-        "events_after": [orjson.Fragment(viewer.serve(e.event, access)) for e in after],
+        "event": served(ev),
+        "events_before": [served(e.event) for e in before],
+        "events_after": [served(e.event) for e in after],
         "start": first.token(),
         "end": following.token() if following is not None else _stream_place(now + 1),
         "state": [orjson.Fragment(viewer.serve_state(s.json)) for s in state],

@@ -391,3 +391,18 @@ async def room_summaries(
 async def room_summary(conn: Conn, room_id: str, at: int, user_id: str) -> Summary:
     """The summary of one room as of ``at`` (see :func:`room_summaries`)."""
     return (await room_summaries(conn, [room_id], at, user_id))[room_id]
+
+
+async def events_by_ids(
+    conn: Conn, room_id: str, event_ids: Sequence[str], fmt: str = "client"
+) -> dict[str, TimelineEvent]:
+    """The stored events of ``room_id`` among ``event_ids`` (one query), by event ID."""
+    if not event_ids:
+        return {}
+    rows = await conn.fetch(
+        f"SELECT {_EVENT_COLUMNS}, {json_column(fmt)} FROM events "
+        "WHERE event_id = ANY($1) AND room_id = $2",
+        Array(list(event_ids)),
+        room_id,
+    )
+    return {r[2]: _timeline_event(r) for r in rows}

@@ -40,8 +40,14 @@ class Viewer:
     ignored: frozenset[str] = frozenset()
     now_ms: int = 0
 
-    def serve(self, ev: q.TimelineEvent, access: RoomAccess | None) -> str:
-        """``ev`` as this viewer gets it (JSON text)."""
+    def serve(
+        self,
+        ev: q.TimelineEvent,
+        access: RoomAccess | None,
+        relations: dict[str, Any] | None = None,
+    ) -> str:
+        """``ev`` as this viewer gets it (JSON text), with ``relations`` (its bundled
+        aggregations, see :mod:`trio_sync.aggregations`) as ``unsigned.m.relations``."""
         if self.fmt == "federation":
             if self.fields is None:
                 return ev.json
@@ -61,6 +67,8 @@ class Viewer:
             and ev.txn_session == self.session_id
         ):
             unsigned["transaction_id"] = ev.txn_id
+        if relations:
+            unsigned["m.relations"] = relations
         if self.fields is not None:
             event = apply_event_fields(event, self.fields)
         return orjson.dumps(event).decode()

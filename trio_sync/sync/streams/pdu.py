@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from ...aggregations import bundles
 from ...storage import Conn
 from ...storage import rooms as q
 from ...storage.visibility import RoomAccess, load_access, rooms_with_forks
@@ -116,10 +117,10 @@ async def room_section(
     ]
     if sfilter.limit is not None:
         served_state = served_state[: sfilter.limit]
+    bundled = await bundles(conn, viewer, access, room_id, events, ctx.now.pdu)
+    served = [viewer.serve(e, access, bundled.get(e.event_id)) for e in events]
     return JoinedRoom(
-        timeline=RoomTimeline(
-            [viewer.serve(e, access) for e in events], limited, prev_batch(events, upto, ctx.now)
-        ),
+        timeline=RoomTimeline(served, limited, prev_batch(events, upto, ctx.now)),
         state=served_state,
         state_field=ctx.state_field,
         summary=summary.to_json() if summary is not None else None,
