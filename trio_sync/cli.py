@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import trio
 
 from . import __version__
-from .config import Config, ConfigError, load_config, parse_listen
+from .config import AUTH_MODES, Config, ConfigError, load_config, parse_listen
 from .errors import StorageError, sole_exception
 from .ingest import Ingestor
 from .ingest.runner import current_token
@@ -278,6 +278,19 @@ _SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "homeserver_database": (
         "the homeserver's PostgreSQL database, read only (postgresql://...)",
         {"metavar": "URL"},
+    ),
+    "homeserver_url": (
+        "the homeserver's client API base URL (whoami auth; its /versions is merged in)",
+        {"metavar": "URL"},
+    ),
+    "auth": (
+        "who checks access tokens: local (token add), homeserver-database, whoami",
+        {"choices": AUTH_MODES},
+    ),
+    "local_writes": (
+        "with a JetStream source, still accept typing, receipts, account data, presence, "
+        "to-device here",
+        {"action": "store_const", "const": True},
     ),
     "access_log": (
         "log one line per HTTP request (method, path, status, duration, user)",

@@ -14,6 +14,7 @@ from typing import Any
 DEFAULT_DATABASE = "sqlite:///trio-sync.db"
 DEFAULT_LISTEN = "127.0.0.1:8008"
 ENV_PREFIX = "TRIO_SYNC_"
+AUTH_MODES = ("local", "homeserver-database", "whoami")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +33,42 @@ class Config:
     keep_alive_timeout: float = 30.0
     batch_size: int = 500
     follow_poll_interval: float = 0.2
+    #: The largest request body accepted, in bytes (413 ``M_TOO_LARGE`` above it).
+    max_request_body: int = 8 * 1024 * 1024
     access_log: bool = False
     log_format: str = "text"
     metrics_listen: str | None = None
     #: The homeserver's own PostgreSQL database (Dendrite's), read only.
     homeserver_database: str | None = None
+    #: The homeserver's client-server API base URL (``whoami`` auth, ``/versions``).
+    homeserver_url: str | None = None
+    homeserver_timeout: float = 10.0
+    #: Who checks access tokens: ``local``, ``homeserver-database`` or ``whoami``.
+    auth: str = "local"
+    auth_cache_ttl: float = 60.0
+    auth_negative_ttl: float = 5.0
+    auth_cache_size: int = 100_000
+    #: A NATS JetStream server the homeserver publishes its output streams to.
+    jetstream: str | None = None
+    #: Serve trio-sync's own write endpoints even when ``jetstream`` is set.
+    local_writes: bool = False
+
+    def check(self) -> None:
+        """Raise ValueError (one line) for settings that cannot work together."""
+        if self.auth not in AUTH_MODES:
+            raise ValueError(f"auth must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
+        if self.auth == "whoami" and not self.homeserver_url:
+            raise ValueError("auth = whoami needs homeserver_url (--homeserver-url)")
+        if self.auth == "homeserver-database" and not self.homeserver_database:
+            raise ValueError(
+                "auth = homeserver-database needs homeserver_database (--homeserver-database)"
+            )
+
+    @property
+    def writes_local(self) -> bool:
+        """Whether trio-sync accepts client writes (typing, receipts, account data,
+        presence, to-device) itself; with ``jetstream`` they belong to the homeserver."""
+        return self.jetstream is None or self.local_writes
 
     def with_overrides(self, values: Mapping[str, Any], origin: str = "") -> Config:
         """A copy with every non-None value of ``values`` that names a field applied.
@@ -67,7 +99,13 @@ _TYPES: dict[str, type] = {
     "keep_alive_timeout": float,
     "follow_poll_interval": float,
     "batch_size": int,
+    "max_request_body": int,
     "access_log": bool,
+    "homeserver_timeout": float,
+    "auth_cache_ttl": float,
+    "auth_negative_ttl": float,
+    "auth_cache_size": int,
+    "local_writes": bool,
 }
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
@@ -128,7 +166,7 @@ def _check(config: Config, key: str, origin: str) -> None:
         problem = f"{value} is negative"
     elif key == "follow_poll_interval" and value <= 0:
         problem = f"{value} is not a positive number of seconds"
-    elif key == "batch_size" and value < 1:
+    elif key in ("batch_size", "max_request_body") and value < 1:
         problem = f"{value} is less than 1"
     elif key == "log_format" and value not in ("text", "json"):
         problem = f"{value!r} is neither text nor json"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import httpx
 import orjson
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -24,6 +25,10 @@ from prometheus_client import CollectorRegistry
 
 from .config import Config
 from .homeserver import HomeserverDatabase, open_optional_homeserver_database
+from .homeserver.auth import Authenticator
+from .homeserver.providers import choose_provider
+from .homeserver.token_cache import TokenCache
+from .homeserver.versions import HomeserverVersions
 from .http.app import create_app
 from .http.asgi import ASGIApp
 from .ingest import Applied, Ingestor
@@ -35,13 +40,22 @@ from .observability.metrics import install_gc_timing, service_registry
 from .sliding.handler import SlidingSyncHandler
 from .sources.file import follow_file
 from .storage import Engine, open_engine
-from .storage.accounts import add_device, new_token
+from .storage.accounts import (
+    TOKEN_CHANNEL,
+    TOKEN_COUNTER_SQL,
+    add_device,
+    new_token,
+    revoke_device,
+)
 from .storage.rooms import joined_rooms_map
 from .sync.handler import SyncHandler
 from .sync.presence_tracker import PresenceTracker, Submit
 from .typing_state import run_typing_expiry
 
 log = logging.getLogger(__name__)
+
+#: Seconds the homeserver's ``/versions`` answer is reused.
+VERSIONS_TTL = 60.0
 
 
 @dataclass
@@ -57,6 +71,12 @@ class Service:
     probe: DatabaseProbe
     #: The homeserver's database (read only), when ``config.homeserver_database`` is set.
     homeserver_db: HomeserverDatabase | None = None
+    #: ``authenticate(token)`` with the cache every token provider shares.
+    auth: Authenticator = field(init=False)
+    #: The HTTP client for the homeserver (``homeserver_url``), when one is configured.
+    homeserver_client: httpx.AsyncClient | None = None
+    #: The homeserver's ``/versions``, merged into trio-sync's own answer.
+    homeserver_versions: HomeserverVersions | None = None
     sliding: SlidingSyncHandler = field(init=False)
     app: ASGIApp = field(init=False)
     registry: CollectorRegistry = field(init=False)
@@ -113,7 +133,14 @@ class Service:
         """
         token = token or new_token()
         await self.engine.write(add_device, user_id, device_id, token, session_id)
+        self.auth.invalidate()
         return token
+
+    async def remove_device(self, user_id: str, device_id: str) -> bool:
+        """Delete a device: its token stops working at once. False if it did not exist."""
+        removed = await self.engine.write(revoke_device, user_id, device_id)
+        self.auth.invalidate()
+        return removed
 
 
 def client_writer(ingestor: Ingestor) -> Submit:
@@ -151,6 +178,34 @@ async def _serve_http(
 
 
 @asynccontextmanager
+async def _homeserver_client(config: Config) -> AsyncIterator[httpx.AsyncClient | None]:
+    if not config.homeserver_url:
+        yield None
+        return
+    async with httpx.AsyncClient(timeout=config.homeserver_timeout) as client:
+        yield client
+
+
+async def _start_auth(config: Config, service: Service, nursery: trio.Nursery) -> Authenticator:
+    """The authenticator the ``auth`` setting names; for ``local``, with the token-change
+    watch running in ``nursery``."""
+    provider = choose_provider(
+        config, service.engine, service.homeserver_db, service.homeserver_client
+    )
+    cache = TokenCache(
+        ttl=provider.ttl,
+        negative_ttl=config.auth_negative_ttl,
+        size=config.auth_cache_size,
+        negative_size=max(config.auth_cache_size // 10, 1),
+    )
+    watch = None
+    if config.auth == "local":
+        watch = service.engine.change_watch(TOKEN_CHANNEL, TOKEN_COUNTER_SQL)
+        await nursery.start(watch.run)
+    return Authenticator(provider, cache, watch)
+
+
+@asynccontextmanager
 async def open_service(config: Config) -> AsyncIterator[Service]:
     """Run trio-sync inside the caller's task tree for as long as the context is open.
 
@@ -161,6 +216,7 @@ async def open_service(config: Config) -> AsyncIterator[Service]:
     Cancellation of the caller cancels everything; a normal exit drains HTTP first
     (up to ``config.graceful_timeout`` seconds).
     """
+    config.check()
     install_gc_timing()
     readiness = Readiness("opening storage")
     registry = service_registry(
@@ -192,13 +248,19 @@ async def _open_service(
         readiness.phase = "loading positions"
         notifier = Notifier(await engine.read(current_token), await engine.read(joined_rooms_map))
         homeserver = open_optional_homeserver_database(config.homeserver_database)
-        async with homeserver as homeserver_db, trio.open_nursery() as nursery:
+        async with (
+            homeserver as homeserver_db,
+            _homeserver_client(config) as client,
+            trio.open_nursery() as nursery,
+        ):
             readiness.phase = "starting ingest"
             ingestor = Ingestor(engine, notifier)
             await nursery.start(ingestor.run)
             await nursery.start(run_typing_expiry, notifier.typing, notifier.typing_expired)
-            presence = PresenceTracker(client_writer(ingestor))
-            await nursery.start(presence.run)
+            presence = None
+            if config.writes_local:  # else presence is the homeserver's to write
+                presence = PresenceTracker(client_writer(ingestor))
+                await nursery.start(presence.run)
             handler = SyncHandler(engine, notifier, presence)
             probe = DatabaseProbe(engine)
             await nursery.start(probe.run)
@@ -207,6 +269,12 @@ async def _open_service(
             )
             service.sliding = SlidingSyncHandler(engine, notifier, handler)
             service.registry = registry
+            service.homeserver_client = client
+            if client is not None and config.homeserver_url:
+                service.homeserver_versions = HomeserverVersions(
+                    client, config.homeserver_url, VERSIONS_TTL
+                )
+            service.auth = await _start_auth(config, service, nursery)
             service.app = create_app(service)
             if config.log:
                 await nursery.start(

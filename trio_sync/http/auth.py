@@ -1,28 +1,30 @@
 """Access tokens: from the ``Authorization: Bearer`` header or the ``access_token`` query
-parameter, looked up in storage."""
+parameter — exactly one of them, given once."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..errors import MatrixError
-from ..storage import Engine
-from ..storage.accounts import Device, device_for_token
 
 
-def token_from(authorization: str | None, query_token: str | None) -> str:
-    """The request's access token; 401 ``M_MISSING_TOKEN`` when there is none."""
-    if authorization is not None:
-        scheme, _, token = authorization.partition(" ")
+def token_from(authorizations: Sequence[str], query_tokens: Sequence[str]) -> str:
+    """The request's access token; 401 ``M_MISSING_TOKEN`` when there is none, or more
+    than one credential (two headers, a header and a parameter, two parameters): which
+    one the client meant cannot be known, so none is used."""
+    given = len(authorizations) + len(query_tokens)
+    if given > 1:
+        raise MatrixError(
+            401,
+            "M_MISSING_TOKEN",
+            "Mixed credentials: give the access token once, in one Authorization header "
+            "or one access_token parameter",
+        )
+    if authorizations:
+        scheme, _, token = authorizations[0].partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise MatrixError(401, "M_MISSING_TOKEN", "Malformed Authorization header")
         return token.strip()
-    if not query_token:
+    if not query_tokens or not query_tokens[0]:
         raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
-    return query_token
-
-
-async def authenticate(engine: Engine, token: str) -> Device:
-    """The device ``token`` belongs to; 401 ``M_UNKNOWN_TOKEN`` if none. A checkpoint."""
-    device = await engine.read_one(device_for_token, token)
-    if device is None:
-        raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unrecognised access token", soft_logout=False)
-    return device
+    return query_tokens[0]

@@ -18,10 +18,11 @@ from urllib.parse import parse_qsl
 import orjson
 import trio
 
-from ..errors import MatrixError
+from ..errors import MatrixError, StorageError
 from ..sync.request import parse_sync_request
 from .asgi import USER_KEY, Receive, Scope, Send
-from .auth import authenticate, token_from
+from .auth import token_from
+from .params import check_query
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -41,19 +42,22 @@ def is_sync_request(scope: Scope) -> bool:
     return scope["type"] == "http" and scope["method"] == "GET" and scope["path"] in SYNC_PATHS
 
 
-def _query(scope: Scope) -> dict[str, str]:
+def _query(scope: Scope) -> tuple[dict[str, str], list[str]]:
+    """The query parameters (the first of repeated ones wins) and every ``access_token``."""
     args: dict[str, str] = {}
+    tokens: list[str] = []
     raw = scope.get("query_string", b"").decode("utf-8", "replace")
     for key, value in parse_qsl(raw, keep_blank_values=True):
-        args.setdefault(key, value)  # the first of repeated parameters wins
-    return args
+        args.setdefault(key, value)
+        if key == "access_token":
+            tokens.append(value)
+    return args, tokens
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
+def _headers(scope: Scope, name: bytes) -> list[str]:
+    return [
+        bytes(value).decode("latin-1") for key, value in scope["headers"] if key.lower() == name
+    ]
 
 
 async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
@@ -69,15 +73,21 @@ async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Sen
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
         try:
-            args = _query(scope)
-            token = token_from(_header(scope, b"authorization"), args.get("access_token"))
+            args, tokens = _query(scope)
+            check_query(args.items())
+            token = token_from(_headers(scope, b"authorization"), tokens)
             request = parse_sync_request(args)
             del args
-            device = await authenticate(service.engine, token)
+            device = await service.auth.authenticate(token)
             scope[USER_KEY] = device.user_id
             body = (await service.sync.sync(device, request)).dumps()
         except MatrixError as exc:
             status, body = exc.status, orjson.dumps(exc.body())
+        except StorageError as exc:
+            # Unreachable even after a retry: one line, no traceback (see http/app.py).
+            log.warning("/sync: database unavailable: %s", exc)
+            status = 503
+            body = b'{"errcode":"M_UNKNOWN","error":"Database unavailable; try again shortly"}'
         except Exception:
             log.exception("unhandled error in /sync")
             status = 500

@@ -386,12 +386,11 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
         prev = None
         if replaced is not None:
             prev = await conn.fetchrow(
-                "SELECT event_id, sender, client_json FROM events WHERE event_id = $1", replaced
+                "SELECT event_id, client_json FROM events WHERE event_id = $1", replaced
             )
         if prev is not None:
             unsigned["replaces_state"] = prev[0]
-            unsigned["prev_sender"] = prev[1]
-            unsigned["prev_content"] = orjson.loads(prev[2]).get("content", {})
+            unsigned["prev_content"] = orjson.loads(prev[1]).get("content", {})
     if not await _insert_event(
         conn,
         pos,
@@ -505,8 +504,9 @@ async def _new_invite(
         return
     given = ev.unsigned.get("invite_room_state")
     stripped = given if isinstance(given, list) else await _stripped_state(conn, ev.room_id)
-    unsigned = {k: v for k, v in ev.unsigned.items() if k != "invite_room_state"}
-    unsigned["invite_room_state"] = stripped
+    # The invite event for invite_state: its stripped state rides along in unsigned.
+    invite = ev.client_dict()
+    invite.setdefault("unsigned", {})["invite_room_state"] = stripped
     row = await conn.fetchrow(
         "INSERT INTO invites (pos, event_id, room_id, user_id, room_version, event_json) "
         "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING RETURNING pos",
@@ -515,7 +515,7 @@ async def _new_invite(
         ev.room_id,
         ev.state_key,
         room_version,
-        _dumps(ev.client_dict(unsigned)),
+        _dumps(invite),
     )
     if row is not None:
         pos.next("invite")

@@ -27,10 +27,23 @@ def new_token() -> str:
     return "tsy_" + secrets.token_urlsafe(32)
 
 
+#: The channel :func:`token_changed` notifies; watched by token caches.
+TOKEN_CHANNEL = "trio_sync_token_changes"
+#: What a token cache's watch reads (see ``Engine.change_watch``).
+TOKEN_COUNTER_SQL = "SELECT position FROM token_changes WHERE id = 1"
+
+
+async def token_changed(conn: Conn) -> None:
+    """Record, in the caller's transaction, that a device or token changed."""
+    await conn.execute("UPDATE token_changes SET position = position + 1 WHERE id = 1")
+    await conn.notify(TOKEN_CHANNEL)
+
+
 async def add_device(
     conn: Conn, user_id: str, device_id: str, token: str, session_id: int | None = None
 ) -> None:
     """Register (or re-key) a device; its previous token stops working."""
+    await token_changed(conn)
     await conn.execute(
         "INSERT INTO devices (user_id, device_id, token_hash, session_id, created_at) "
         "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, device_id) DO UPDATE SET "
@@ -129,7 +142,10 @@ async def revoke_token(conn: Conn, token: str) -> tuple[str, str] | None:
         "DELETE FROM devices WHERE token_hash = $1 RETURNING user_id, device_id",
         hash_token(token),
     )
-    return None if row is None else (str(row[0]), str(row[1]))
+    if row is None:
+        return None
+    await token_changed(conn)
+    return (str(row[0]), str(row[1]))
 
 
 async def revoke_device(conn: Conn, user_id: str, device_id: str) -> bool:
@@ -139,7 +155,10 @@ async def revoke_device(conn: Conn, user_id: str, device_id: str) -> bool:
         user_id,
         device_id,
     )
-    return row is not None
+    if row is None:
+        return False
+    await token_changed(conn)
+    return True
 
 
 def validate_device_ids(user_id: str, device_id: str, server_name: str) -> None:

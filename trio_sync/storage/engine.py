@@ -14,6 +14,8 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+import trio
+
 T = TypeVar("T")
 P = ParamSpec("P")
 
@@ -50,6 +52,12 @@ class Conn(Protocol):
         """Run a statement once per parameter row."""
         ...
 
+    async def notify(self, channel: str) -> None:
+        """Tell the :class:`ChangeWatch` es of ``channel`` (in any process) about this
+        transaction when it commits. The transaction must also change the row their
+        ``counter_sql`` reads (SQLite's watches compare that row)."""
+        ...
+
 
 Op = Callable[Concatenate[Conn, P], Coroutine[Any, Any, T]]
 
@@ -59,6 +67,23 @@ class Array:
     """A list parameter used with ``= ANY($n)``."""
 
     items: Sequence[str | int]
+
+
+class ChangeWatch(Protocol):
+    """Learns, without a query per call, whether a kind of data may have changed.
+
+    Built by :meth:`Engine.change_watch`; :meth:`run` lives in a nursery for as long as
+    the watch is used.
+    """
+
+    def changed(self) -> bool:
+        """True when a change may have committed since the previous call (also whenever
+        the watch cannot tell). Not a checkpoint; costs microseconds."""
+        ...
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the watch informed until cancelled (reconnecting as needed)."""
+        ...
 
 
 class Engine(Protocol):
@@ -91,4 +116,9 @@ class Engine(Protocol):
 
     async def run_script(self, sql: str) -> None:
         """Run a migration script (several statements) in one transaction."""
+        ...
+
+    def change_watch(self, channel: str, counter_sql: str) -> ChangeWatch:
+        """A watch of the transactions that call ``conn.notify(channel)``, in this
+        process or any other; ``counter_sql`` reads one value those transactions change."""
         ...

@@ -5,13 +5,21 @@ asyncio against a pooled connection and its transaction, and only the result com
 Reads run in ``REPEATABLE READ READ ONLY`` transactions, so every query of an operation
 sees one snapshot; ``read_one`` runs a single-statement operation without one (a statement
 is its own snapshot), saving the BEGIN and COMMIT round trips.
+
+A connection the server dropped (restart, ``pg_terminate_backend``, a network cut) is
+noticed on its next use: it is thrown away, logged once (one warning line per lost
+connection), and a read is run again, once, on a fresh connection — a read has no effect
+to double. A write is not retried here: its caller decides (the ingest task retries whole
+batches, which are idempotent).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -22,8 +30,27 @@ from ..errors import StorageError
 from ..observability.metrics import DB_OPERATION
 from .engine import Array, Conn, Op, P, Row, T
 
+log = logging.getLogger(__name__)
+
 _READ_TIME = DB_OPERATION.labels("postgres", "read")
 _WRITE_TIME = DB_OPERATION.labels("postgres", "write")
+#: Errors that mean the connection is gone (not that the statement failed).
+_LOST = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    # The protocol state of a connection cut mid-operation ("another operation is in
+    # progress"): the connection is unusable.
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+class ConnectionLost(StorageError):
+    """The operation failed because its connection died (it was thrown away)."""
 
 
 def _params(args: Sequence[object]) -> tuple[object, ...]:
@@ -50,6 +77,64 @@ class _PgConn:
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         await self._c.executemany(sql, [_params(r) for r in rows])
+
+    async def notify(self, channel: str) -> None:
+        # Delivered by the server when (and only if) the transaction commits.
+        await self._c.execute("SELECT pg_notify($1, '')", channel)
+
+
+def _set_event(event: trio.Event, *_: object) -> None:
+    event.set()
+
+
+class _PgChangeWatch:
+    """``LISTEN channel`` on a connection of its own.
+
+    A notification marks the watch changed. While that connection is down (before it
+    first connects, or after it is lost) every call reports a change, since
+    notifications may be missed then; it reconnects with backoff.
+    """
+
+    def __init__(self, dsn: str, channel: str) -> None:
+        self._dsn = dsn
+        self._channel = channel
+        self._listening = False
+        self._dirty = True
+
+    def changed(self) -> bool:
+        if not self._listening:
+            return True
+        dirty, self._dirty = self._dirty, False
+        return dirty
+
+    def _notified(self, *_: object) -> None:
+        self._dirty = True
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        backoff = 0.05
+        while True:
+            lost = trio.Event()
+            conn: Any = None
+            try:
+                conn = await run_asyncio(asyncpg.connect, self._dsn)
+                conn.add_termination_listener(partial(_set_event, lost))
+                await run_asyncio(conn.add_listener, self._channel, self._notified)
+                self._dirty = True  # whatever happened before LISTEN was missed
+                self._listening = True
+                backoff = 0.05
+                task_status.started()
+                task_status = trio.TASK_STATUS_IGNORED
+                await lost.wait()
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("change watch %s: %s; retrying", self._channel, exc)
+            finally:
+                self._listening = False
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            task_status.started()
+            task_status = trio.TASK_STATUS_IGNORED
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
 
 class _Slot:
@@ -89,11 +174,17 @@ class PostgresEngine:
                 return await op(_PgConn(conn), *args, **kwargs)
             async with conn.transaction(isolation=tx[0], readonly=tx[1]):
                 return await op(_PgConn(conn), *args, **kwargs)
+        except _LOST as exc:
+            if slot.conn is not None:
+                log.warning(
+                    "PostgreSQL connection lost (%s: %s); reconnecting",
+                    type(exc).__name__,
+                    str(exc)[:200] or "closed",
+                )
+            self._drop(slot)
+            raise ConnectionLost(f"postgres connection lost: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise StorageError(f"postgres: {exc}") from exc
-        except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
-            self._drop(slot)
-            raise StorageError(f"postgres connection lost: {exc}") from exc
         except BaseException:
             # Cancelled half way: the connection's state is unknown, so never reuse it.
             self._drop(slot)
@@ -110,7 +201,11 @@ class PostgresEngine:
         async with self._reader_slots:
             slot = self._readers.pop()
             try:
-                return await run_asyncio(self._run, slot, op, args, kwargs, tx)
+                try:
+                    return await run_asyncio(self._run, slot, op, args, kwargs, tx)
+                except ConnectionLost:
+                    # Once more, on a fresh connection.
+                    return await run_asyncio(self._run, slot, op, args, kwargs, tx)
             finally:
                 self._readers.append(slot)
                 _READ_TIME.observe(time.perf_counter() - started)
@@ -136,6 +231,9 @@ class PostgresEngine:
             await conn.execute(sql)
 
         await self.write(script)
+
+    def change_watch(self, channel: str, counter_sql: str) -> _PgChangeWatch:
+        return _PgChangeWatch(self._dsn, channel)
 
     async def _close(self) -> None:
         for slot in [self._writer, *self._readers]:

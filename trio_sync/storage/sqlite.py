@@ -62,6 +62,47 @@ class _SqliteConn:
     async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         self._db.executemany(_translate(sql), (_params(r) for r in rows))
 
+    async def notify(self, channel: str) -> None:
+        pass  # watches see the commit through PRAGMA data_version and the counter row
+
+
+class _SqliteChangeWatch:
+    """``PRAGMA data_version`` on a connection of its own, then the counter row.
+
+    ``data_version`` moves whenever another connection (of this process or another)
+    commits anything; only then is the counter read, so the common call is one pragma
+    that reads the WAL index in shared memory — far cheaper than the hop to a worker
+    thread a query would cost, so it runs on the calling (Trio) thread.
+    """
+
+    def __init__(self, path: str, counter_sql: str) -> None:
+        self._db = _connect(path, read_only=True)
+        self._db.execute("PRAGMA busy_timeout=0")
+        self._sql = counter_sql
+        self._version: object = None
+        self._counter: object = None
+
+    def changed(self) -> bool:
+        try:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if version == self._version:
+                return False
+            self._version = version
+            counter = self._db.execute(self._sql).fetchone()
+        except sqlite3.Error:
+            self._version = None  # cannot tell: assume a change, and look again next time
+            return True
+        moved = bool(counter != self._counter)
+        self._counter = counter
+        return moved
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    def close(self) -> None:
+        self._db.close()
+
 
 def _drive(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that never suspends to completion, synchronously."""
@@ -113,6 +154,7 @@ class SqliteEngine:
         self._readers = [_connect(path, read_only=True) for _ in range(readers)]
         self._reader_slots = trio.Semaphore(readers)
         self._limiter = trio.CapacityLimiter(readers + 1)
+        self._watches: list[_SqliteChangeWatch] = []
 
     async def read(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         started = time.perf_counter()
@@ -158,7 +200,14 @@ class SqliteEngine:
         async with self._write_lock:
             await trio.to_thread.run_sync(run, limiter=self._limiter)
 
+    def change_watch(self, channel: str, counter_sql: str) -> _SqliteChangeWatch:
+        watch = _SqliteChangeWatch(self._path, counter_sql)
+        self._watches.append(watch)
+        return watch
+
     def close(self) -> None:
+        for watch in self._watches:
+            watch.close()
         for db in [self._writer, *self._readers]:
             db.close()
 

@@ -89,6 +89,10 @@ class RoomAccess:
         found = self.membership_at_event.get(pos)
         return found if found is not None else self.membership_at(pos - 1)
 
+    #: The user was never joined: it sees only what anyone sees (``world_readable``
+    #: history), whatever an invite or knock would otherwise allow.
+    outsider: bool = False
+
     @classmethod
     def joined_from(cls, user_id: str, since: int) -> RoomAccess:
         """The access of a user joined from ``since`` on, for judging events after
@@ -163,8 +167,16 @@ class RoomAccess:
         """Whether the user has had any membership of the room (up to the snapshot)."""
         return bool(self.membership.starts)
 
+    def ever_joined(self) -> bool:
+        """Whether the user has been joined to the room at some point (up to the snapshot)."""
+        return "join" in self.membership.values
+
     def _allows(self, setting: str, membership: str, pos: int) -> bool:
-        if setting == "world_readable" or membership == "join":
+        if setting == "world_readable":
+            return True
+        if self.outsider:
+            return False
+        if membership == "join":
             return True
         if setting == "shared" and self.joined_after(pos):
             return True

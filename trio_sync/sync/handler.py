@@ -38,7 +38,11 @@ LAZY_CACHE_DEVICES = 10_000
 
 
 async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
-    resp = SyncResponse(next_batch=ctx.now, state_field=ctx.state_field)
+    resp = SyncResponse(
+        next_batch=ctx.now,
+        state_field=ctx.state_field,
+        client_format=ctx.viewer.fmt != "federation",
+    )
     since = ctx.since
     if since is None or ctx.full_state or since.pdu < ctx.now.pdu or since.invite < ctx.now.invite:
         # Room events and invites from ignored users are never served.

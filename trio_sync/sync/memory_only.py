@@ -44,6 +44,9 @@ class _NoStorage:
     async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         self._refuse()
 
+    async def notify(self, channel: str) -> None:
+        self._refuse()
+
 
 NO_STORAGE = _NoStorage()
 

@@ -192,7 +192,8 @@ async def _ever_joined_before(conn: Conn, user_id: str, room_id: str, before: in
 
 
 async def _own_event(conn: Conn, event_id: str) -> str | None:
-    row = await conn.fetchrow("SELECT client_json FROM events WHERE event_id = $1", event_id)
+    """The stored PDU of ``event_id`` (its ``unsigned`` as the room server sent it)."""
+    row = await conn.fetchrow("SELECT pdu_json FROM events WHERE event_id = $1", event_id)
     return None if row is None else str(row[0])
 
 
@@ -231,7 +232,7 @@ async def _own_leave(
 
 async def knock_state(conn: Conn, m: q.Membership) -> list[str]:
     """The stripped state a client shows for a knock, the knock itself last: what the
-    knock event carries in ``unsigned.knock_room_state``, else the room's state."""
+    knock's PDU carries in ``unsigned.knock_room_state``, else the room's state."""
     own = await _own_event(conn, m.event_id)
     event = orjson.loads(own) if own is not None else {}
     given = event.get("unsigned", {}).get("knock_room_state")
