@@ -11,7 +11,7 @@ import pytest
 
 from trio_sync import Service
 
-from .conftest import ALICE, BOB, CAROL, event_id, timeline_ids
+from .conftest import ALICE, BOB, event_id, timeline_ids
 from .rooms_support import ROOM, Message, Rooms, make_rooms
 
 
@@ -90,5 +90,5 @@ async def test_context_around_a_forked_event(rooms: Rooms) -> None:
     (fork,) = await rooms.ingest(
         forked(rooms.log.message(ROOM, BOB, "branch"), [hv_then], [setting])
     )
-    body = await rooms.context(CAROL, ROOM, message, limit=4)
+    body = await rooms.context(BOB, ROOM, message, limit=4)
     assert [e["event_id"] for e in body["events_after"]] == [setting, fork]
