@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
@@ -47,6 +47,9 @@ class Extras:
 
     resets: dict[str, str]
     missed: frozenset[str]
+    #: Events of a forked history: event ID → the index of the event after which the
+    #: room's state is the state at it.
+    forks: dict[str, int] = field(default_factory=dict)
 
     def reset(self, pdu: Pdu, user: str) -> bool:
         return self.resets.get(pdu["_event_id"]) == user
@@ -81,12 +84,21 @@ def allows(setting: str, membership: str, joined_later: bool) -> bool:
     )
 
 
+def at_event(states: list[tuple[str, str]], pdu: Pdu, i: int, extras: Extras) -> tuple[str, str]:
+    """(visibility, membership) at (just before) event ``i``: its fork point's, if forked."""
+    fork = extras.forks.get(pdu["_event_id"])
+    return states[i] if fork is None else states[fork + 1]
+
+
 def visible(history: Sequence[Pdu], user: str, extras: Extras = NONE) -> list[bool]:
     """Whether ``user`` may see each event, judged by the state at (just before) it."""
     states = replay(history, user, extras)
     out = []
     for i, pdu in enumerate(history):
-        (setting, membership), (setting_after, membership_after) = states[i], states[i + 1]
+        (setting, membership), (setting_after, membership_after) = (
+            at_event(states, pdu, i, extras),
+            states[i + 1],
+        )
         later = any(m == "join" for _, m in states[i + 2 :])
         ok = allows(setting, membership, later)
         if pdu["type"] == HISTORY and pdu.get("state_key") == "":
@@ -152,7 +164,7 @@ def sync_view(
 
 
 class Step(NamedTuple):
-    kind: str  # message, missed, reset, setting, redact, or a key of MOVES
+    kind: str  # message, missed, reset, forked, setting, redact, or a key of MOVES
     sender: int  # user slot; 0 is the creator, who stays joined
     arg: int | str = 0  # target slot, visibility setting or the step number of a message
 
@@ -178,6 +190,7 @@ KINDS = (
     "redact",
     "reset",
     "missed",
+    "forked",
 )
 
 
@@ -213,6 +226,9 @@ def examples(draw: st.DrawFn) -> Example:
             members[target] = "leave"
         elif kind == "missed":
             step = Step(kind, draw(st.sampled_from(joined)))
+        elif kind == "forked":
+            # The creator, joined everywhere, on a branch from some events back.
+            step = Step(kind, 0, draw(st.integers(1, 6)))
         elif kind in MOVES:
             target = draw(st.sampled_from(able[kind]))
             others_joined = [u for u in joined if u != target]
@@ -245,16 +261,30 @@ def pdu_of(message: dict[str, Any]) -> Pdu:
 
 def log_messages(
     log: RoomLog, room: str, users: list[str], ex: Example
-) -> list[list[dict[str, Any]]]:
-    """The log messages of the room's creation, then of each step."""
+) -> tuple[list[list[dict[str, Any]]], dict[str, int]]:
+    """The log messages of the room's creation, then of each step; and the forked events
+    (event ID → index of the event whose state they have)."""
     created = log.create_room(room, users[0], name="Random")
     hv = created[4]["new_room_event"]["event"]
     assert hv["type"] == HISTORY
     hv["content"] = {"history_visibility": ex.initial}
     out = [created]
+    # The room's state after each history event from the end of its creation on.
+    snapshots = {len(created) - 1: log.current_state(room)}
+    forks: dict[str, int] = {}
     for n, step in enumerate(ex.steps):
         sender = users[step.sender]
-        if step.kind == "message":
+        seen = len(created) + n  # history events so far
+        if step.kind == "forked":
+            point = max(len(created) - 1, seen - 1 - int(step.arg))
+            message = log.message(room, sender, f"forked {n}")
+            then, now = snapshots[point], log.current_state(room)
+            body = message["new_room_event"]
+            body["state_before_adds_event_ids"] = [e for k, e in then.items() if now.get(k) != e]
+            body["state_before_removes_event_ids"] = [e for k, e in now.items() if then.get(k) != e]
+            forks[pdu_of(message)["_event_id"]] = point
+            out.append([message])
+        elif step.kind == "message":
             out.append([log.message(room, sender, f"message {n}")])
         elif step.kind == "missed":
             out.append([backfill(log.message(room, sender, f"missed {n}"))])
@@ -274,7 +304,8 @@ def log_messages(
         else:
             target = users[int(step.arg)]
             out.append([log.member(room, target, MOVES[step.kind][1], sender=sender)])
-    return out
+        snapshots[seen] = log.current_state(room)
+    return out, forks
 
 
 # --- checking the server against the model ------------------------------------------------
@@ -304,7 +335,10 @@ class View:
         self.shut_out = all(m != "join" for _, m in states) and states[-1][0] != "world_readable"
         # unsigned.membership: after the user's own membership events, before the others.
         self.membership = {
-            p["_event_id"]: states[i + own(p, self.user)][1] for i, p in enumerate(self.history)
+            p["_event_id"]: (
+                states[i + 1][1] if own(p, self.user) else at_event(states, p, i, self.extras)[1]
+            )
+            for i, p in enumerate(self.history)
         }
 
     async def get(self, path: str, **params: Any) -> httpx.Response:
@@ -393,7 +427,8 @@ async def run_example(service: Service, http: httpx.AsyncClient, n: int, ex: Exa
     room = f"!random{n}:{SERVER}"
     users = [f"@r{n}u{i}:{SERVER}" for i in range(ex.others + 2)]
     tokens = [await service.add_device(u, "DEV") for u in users]
-    batches = log_messages(RoomLog(SERVER, start_ts=1_700_000_000_000 + n), room, users, ex)
+    log = RoomLog(SERVER, start_ts=1_700_000_000_000 + n)
+    batches, forks = log_messages(log, room, users, ex)
     messages = [m for batch in batches for m in batch]
     history = [pdu_of(m) for m in messages if m["type"] in ("new_room_event", "old_room_event")]
     redacted = {m["redacted_event"]["RedactedEventID"] for m in messages if "redacted_event" in m}
@@ -403,7 +438,7 @@ async def run_example(service: Service, http: httpx.AsyncClient, n: int, ex: Exa
         for step, (m, *_) in zip(ex.steps, batches[1:], strict=True)
         if step.kind == "reset"
     }
-    extras = Extras(resets, frozenset(pdu_of(m)["_event_id"] for m in missed))
+    extras = Extras(resets, frozenset(pdu_of(m)["_event_id"] for m in missed), forks)
     first = [m for batch in batches[: ex.split + 1] for m in batch]
     live = [m for m in first if m["type"] != "old_room_event"]
     assert (await service.ingest(live)).rejected == 0

@@ -80,6 +80,10 @@ class NewRoomEvent:
     txn_session: int | None
     txn_id: str | None
     history_visibility: str | None
+    #: The state at (before) the event differs from the room's state after this message
+    #: by these: present at the event but not after, and present after but not at it.
+    state_before_adds_event_ids: tuple[str, ...] = ()
+    state_before_removes_event_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +238,8 @@ def _new_room_event(body: dict[str, Any]) -> NewRoomEvent:
         txn_session=session,
         txn_id=txn_id,
         history_visibility=visibility or None,
+        state_before_adds_event_ids=_ids(body, "state_before_adds_event_ids"),
+        state_before_removes_event_ids=_ids(body, "state_before_removes_event_ids"),
     )
 
 

@@ -26,7 +26,7 @@ from ...aggregations import bundles
 from ...storage import Conn
 from ...storage import relations as rel
 from ...storage import rooms as q
-from ...storage.visibility import RoomAccess, load_access
+from ...storage.visibility import RoomAccess, load_access, rooms_with_forks
 from ...tokens import TopologyToken
 from ..response import JoinedRoom, RoomTimeline, SyncContext, SyncResponse
 from ..timeline import Selected, first_page_size, prev_batch, scan, select_recent
@@ -407,6 +407,9 @@ class PduStream:
         # A room the user was already joined to at ``since`` shows it only events at which
         # it was joined: no visibility rows are needed to judge them.
         steady = {r for r in served if joined_since[r] <= since}
+        if steady:
+            # Events of forked histories are judged by their own state: those rooms do.
+            steady -= await rooms_with_forks(conn, steady, since, now)
         access = await load_access(
             conn, ctx.user_id, [*changes, *(r for r in served if r not in steady)], now
         )
