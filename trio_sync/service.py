@@ -157,6 +157,9 @@ def hypercorn_config(config: Config, listen: str | None = None) -> HypercornConf
     hc.bind = [listen or config.listen or "127.0.0.1:0"]
     hc.graceful_timeout = config.graceful_timeout
     hc.keep_alive_timeout = config.keep_alive_timeout
+    # Hypercorn's default (1,000) closes a long-polling client's connection every few
+    # hours of polling, for nothing: the client only reconnects.
+    hc.keep_alive_max_requests = config.keep_alive_max_requests
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
     return hc
