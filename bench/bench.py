@@ -27,7 +27,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -922,6 +922,40 @@ def run_backend(backend: str, sizes: Sizes, dsn: str) -> Result:
 
 
 # --------------------------------------------------------------------------- output
+
+
+def run_with_server(
+    backend: str,
+    tag: str,
+    dsn: str,
+    users: Sequence[str],
+    figures: Callable[[Server, Result], Awaitable[None]],
+) -> Result:
+    """A bench run on a fresh database of ``backend``: register ``users``, start the
+    server, run ``figures`` (asyncio), and always stop the server and drop the database.
+    A run that breaks is an ``ERROR`` row with the server log's tail."""
+    res = Result(backend)
+    workdir = Path(tempfile.mkdtemp(prefix=f"trio-sync-{tag}-{backend}-"))
+    db: Database | None = None
+    server: Server | None = None
+    try:
+        db = new_database(backend, workdir, tag, dsn)
+        trio.run(_register, db.url, list(users))
+        server = Server(db.url, workdir)
+        server.start()
+        asyncio.run(figures(server, res))
+    except Exception as exc:
+        traceback.print_exc()
+        res.add("ERROR", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}")
+        if server is not None:
+            res.notes.append("server log tail:\n" + server.tail())
+    finally:
+        if server is not None:
+            server.stop()
+        if db is not None:
+            drop_database(db)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return res
 
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -18,33 +18,26 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import shutil
 import sys
-import tempfile
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any, Protocol
 
 import orjson
-import trio
 
 from bench import (
     SERVER_NAME,
-    Database,
     Http,
     Poll,
     Result,
     Server,
-    _register,
     bench_main,
-    drop_database,
     line,
     ms,
-    new_database,
     pct,
     push,
+    run_with_server,
     say,
     sync_path,
     token_for,
@@ -120,7 +113,15 @@ async def park(port: int, users: list[str], since: dict[str, str]) -> list[Poll]
     return polls
 
 
-def close(polls: Sequence[Poll]) -> None:
+class _Polling(Protocol):
+    http: Http
+
+    @property
+    def task(self) -> asyncio.Future[Any] | None: ...
+
+
+def close(polls: Sequence[_Polling]) -> None:
+    """Stop every poll: its pending read is cancelled and its connection closed."""
     for p in polls:
         if p.task is not None:
             p.task.cancel()
@@ -241,29 +242,10 @@ async def http_figures(server: Server, sizes: Sizes, res: Result) -> None:
 
 
 def run_backend(backend: str, sizes: Sizes, dsn: str) -> Result:
-    res = Result(backend)
-    workdir = Path(tempfile.mkdtemp(prefix=f"trio-sync-streams-{backend}-"))
-    db: Database | None = None
-    server: Server | None = None
-    try:
-        db = new_database(backend, workdir, "streams", dsn)
-        users = [SENDER, TARGET, TYPER, *idle_users(sizes), *members(sizes)]
-        trio.run(_register, db.url, users)
-        server = Server(db.url, workdir)
-        server.start()
-        asyncio.run(http_figures(server, sizes, res))
-    except Exception as exc:
-        traceback.print_exc()
-        res.add("ERROR", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}")
-        if server is not None:
-            res.notes.append("server log tail:\n" + server.tail())
-    finally:
-        if server is not None:
-            server.stop()
-        if db is not None:
-            drop_database(db)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return res
+    users = [SENDER, TARGET, TYPER, *idle_users(sizes), *members(sizes)]
+    return run_with_server(
+        backend, "streams", dsn, users, lambda server, res: http_figures(server, sizes, res)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

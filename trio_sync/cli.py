@@ -33,8 +33,8 @@ from .storage.accounts import (
     device_exists,
     list_devices,
     new_token,
-    revoke_device,
-    revoke_token,
+    remove_device,
+    remove_device_of_token,
     token_owner,
     validate_device_ids,
 )
@@ -133,13 +133,13 @@ async def token_revoke(
 ) -> None:
     async with open_engine(config.database) as engine:
         if token is not None:
-            owner = await engine.write(revoke_token, token)
+            owner = await engine.write(remove_device_of_token, token)
             if owner is None:
                 raise UsageError("no device has this token")
             user_id, device_id = owner
         else:
             assert user_id is not None and device_id is not None
-            if not await engine.write(revoke_device, user_id, device_id):
+            if not await engine.write(remove_device, user_id, device_id):
                 raise UsageError(f"{user_id} has no device {device_id}")
     print(f"revoked the token of {user_id} device {device_id}")
 
@@ -301,8 +301,9 @@ _SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
         {"action": "store_const", "const": True},
     ),
     "access_log": (
-        "log one line per HTTP request (method, path, status, duration, user)",
-        {"action": "store_const", "const": True},
+        "log one line per HTTP request (method, path, status, duration, user); "
+        "--no-access-log turns it off when a config file turns it on",
+        {"action": argparse.BooleanOptionalAction},
     ),
     "metrics_listen": (
         "address serving only /metrics and /health; /metrics then leaves the main listener",

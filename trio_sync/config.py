@@ -31,11 +31,11 @@ class Config:
     ingest_secret: str | None = None
     graceful_timeout: float = 10.0
     keep_alive_timeout: float = 30.0
+    keep_alive_max_requests: int = 100_000
     batch_size: int = 500
     follow_poll_interval: float = 0.2
-    #: ``nats://HOST:PORT`` of a homeserver's NATS JetStream: consume its output streams.
-    jetstream: str | None = None
-    jetstream_prefix: str = "Dendrite"
+    #: The largest request body accepted, in bytes (413 ``M_TOO_LARGE`` above it).
+    max_request_body: int = 8 * 1024 * 1024
     access_log: bool = False
     log_format: str = "text"
     metrics_listen: str | None = None
@@ -98,6 +98,7 @@ _TYPES: dict[str, type] = {
     "keep_alive_timeout": float,
     "follow_poll_interval": float,
     "batch_size": int,
+    "max_request_body": int,
     "access_log": bool,
     "homeserver_timeout": float,
     "auth_cache_ttl": float,
@@ -164,7 +165,7 @@ def _check(config: Config, key: str, origin: str) -> None:
         problem = f"{value} is negative"
     elif key == "follow_poll_interval" and value <= 0:
         problem = f"{value} is not a positive number of seconds"
-    elif key == "batch_size" and value < 1:
+    elif key in ("batch_size", "max_request_body") and value < 1:
         problem = f"{value} is less than 1"
     elif key == "log_format" and value not in ("text", "json"):
         problem = f"{value!r} is neither text nor json"

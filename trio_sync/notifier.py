@@ -1,4 +1,4 @@
-"""The notifier: one stream per user, each with a ``trio.Condition``.
+"""The notifier: one stream per user, with the cancel scopes of the requests parked on it.
 
 It hands out positions, never data. Ingest calls :meth:`Notifier.advance` after each
 commit with what the batch changed; only the streams of affected users are woken: the
@@ -6,8 +6,10 @@ joined members of rooms with new events, receipts or typing changes; every user 
 membership, invite, account data or unread counts changed; everyone sharing a room with a
 user whose presence or device keys changed. To-device messages wake only the target
 device: its stream records the device's to-device position, and the user's other devices
-re-check and stay parked. A waiter checks its position and parks under the stream's lock,
-so a wake-up between "check" and "wait" cannot be lost.
+re-check and stay parked. A request parks by registering a cancel scope (see
+:meth:`Notifier.parked`), which checks its position in the same step (no checkpoint in
+between), so a wake-up between "check" and "wait" cannot be lost; waking cancels the
+scopes, so a parked request costs no task, lock or condition of its own.
 
 The notifier also owns the in-memory typing state (:mod:`trio_sync.typing_state`), whose
 position is the typing component of :attr:`Notifier.current`.
@@ -29,16 +31,16 @@ log = logging.getLogger(__name__)
 
 
 class UserStream:
-    """What one user is waiting on: the last token at which something touched them."""
+    """What one user is waiting on: the last token at which something touched them, and
+    the cancel scopes of the requests parked on it (each with its ``since`` and device)."""
 
-    __slots__ = ("condition", "devices", "idle_since", "last", "waiters")
+    __slots__ = ("devices", "idle_since", "last", "parked")
 
     def __init__(self, last: StreamToken) -> None:
-        self.condition = trio.Condition()
         self.last = last
         #: device_id -> to-device position of the device's newest message.
         self.devices: dict[str, int] = {}
-        self.waiters = 0
+        self.parked: dict[trio.CancelScope, tuple[StreamToken, str | None]] = {}
         self.idle_since = 0.0
 
     def has_news(self, since: StreamToken, device_id: str | None) -> bool:
@@ -46,6 +48,31 @@ class UserStream:
         if self.last.is_after(since):
             return True
         return device_id is not None and self.devices.get(device_id, 0) > since.to_device
+
+    def wake(self, everyone: bool = False) -> None:
+        """Cancel the scope of every parked request that now has news (or all)."""
+        for scope, (since, device_id) in self.parked.items():
+            if everyone or self.has_news(since, device_id):
+                scope.cancel()
+
+
+class Parked:
+    """The registration of one parked request (see :meth:`Notifier.parked`); leaving it
+    forgets the request. A slotted object rather than a generator: a thousand parked
+    polls hold a thousand of these."""
+
+    __slots__ = ("scope", "stream")
+
+    def __init__(self, stream: UserStream, scope: trio.CancelScope) -> None:
+        self.stream = stream
+        self.scope = scope
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        del self.stream.parked[self.scope]
+        self.stream.idle_since = trio.current_time()
 
 
 class Notifier:
@@ -96,13 +123,7 @@ class Notifier:
         """Answer every waiting request now and every later wait at once (shutdown)."""
         self._closing = True
         for stream in self._streams.values():
-            # A held lock belongs to an advance() that is about to notify anyway.
-            if stream.waiters and not stream.condition.locked():
-                stream.condition.acquire_nowait()
-                try:
-                    stream.condition.notify_all()
-                finally:
-                    stream.condition.release()
+            stream.wake(everyone=True)
 
     def joined_members(self, room_id: str) -> frozenset[str]:
         """The users currently joined to ``room_id`` (as of :attr:`current`)."""
@@ -133,7 +154,7 @@ class Notifier:
 
     def waiting(self) -> int:
         """How many requests are parked in :meth:`wait_for_update` right now."""
-        return sum(s.waiters for s in self._streams.values())
+        return sum(len(s.parked) for s in self._streams.values())
 
     def _stream(self, user_id: str) -> UserStream:
         stream = self._streams.get(user_id)
@@ -143,6 +164,37 @@ class Notifier:
             stream = self._streams[user_id] = UserStream(self._current)
             stream.idle_since = trio.current_time()
         return stream
+
+    def has_news(self, user_id: str, since: StreamToken, device_id: str | None = None) -> bool:
+        """Whether :meth:`wait_for_update` would return at once: something for ``user_id``
+        (or its device ``device_id``) happened after ``since``, ``since`` holds a typing
+        position of another process, or the notifier is closing. Keeps (or starts) the
+        user's stream, so that its next request can tell. Never a checkpoint."""
+        if self._closing or self.typing.is_stale(since.typing):
+            return True
+        return self._stream(user_id).has_news(since, device_id)
+
+    def parked(
+        self,
+        user_id: str,
+        since: StreamToken,
+        device_id: str | None,
+        scope: trio.CancelScope,
+    ) -> Parked:
+        """A context manager: within its block, ``scope`` is cancelled as soon as
+        something for ``user_id`` (or its device ``device_id``) happens after ``since`` (at
+        once if it already has, if ``since`` holds a typing position of another process,
+        or on shutdown).
+
+        This is how a request parks without a task or lock of its own: it awaits anything
+        (its client's next message, or ``trio.sleep_forever``) inside ``scope``. Leaving
+        the block, however, leaves no state behind. Never a checkpoint.
+        """
+        stream = self._stream(user_id)
+        stream.parked[scope] = (since, device_id)
+        if self._closing or self.typing.is_stale(since.typing) or stream.has_news(since, device_id):
+            scope.cancel()
+        return Parked(stream, scope)
 
     async def wait_for_update(
         self, user_id: str, since: StreamToken, device_id: str | None = None
@@ -155,16 +207,8 @@ class Notifier:
         Cancelling it (the ``timeout`` cancel scope, a client disconnect) leaves no state
         behind.
         """
-        stream = self._stream(user_id)
-        stream.waiters += 1
-        stale = self.typing.is_stale(since.typing)
-        try:
-            async with stream.condition:
-                while not (self._closing or stale or stream.has_news(since, device_id)):
-                    await stream.condition.wait()
-        finally:
-            stream.waiters -= 1
-            stream.idle_since = trio.current_time()
+        with trio.CancelScope() as scope, self.parked(user_id, since, device_id, scope):
+            await trio.sleep_forever()
         return self._current
 
     def streams(self) -> int:
@@ -177,16 +221,15 @@ class Notifier:
             return
         self._next_sweep = now + self._idle_ttl / 4
         cutoff = now - self._idle_ttl
-        idle = [u for u, s in self._streams.items() if not s.waiters and s.idle_since < cutoff]
+        idle = [u for u, s in self._streams.items() if not s.parked and s.idle_since < cutoff]
         for user_id in idle:
             del self._streams[user_id]
 
     async def advance(self, applied: Applied) -> None:
         """Record a committed batch and wake the users it affects.
 
-        A checkpoint per woken user (the conditions' locks). Cancellation after the
-        position moved but before every user was woken leaves later waiters correct:
-        they compare against the moved position when they next check.
+        Wakes by cancelling parked requests' scopes: no checkpoint, so it cannot be
+        cancelled half way.
         """
         if applied.typing:
             applied.ephemeral_rooms |= self.typing.apply(applied.typing)
@@ -224,20 +267,19 @@ class Notifier:
             stream = self._streams.get(user_id)
             if stream is not None:
                 stream.last = token
-                if stream.waiters:
+                if stream.parked:
                     woken.append(stream)
         for user_id, device_id in applied.devices:
             stream = self._streams.get(user_id)
             if stream is not None:
                 stream.devices[device_id] = token.to_device
-                if stream.waiters and user_id not in wake:
+                if stream.parked and user_id not in wake:
                     woken.append(stream)
         if woken:
             WAKEUPS.inc(len(woken))
             log.debug("batch at %s woke %d user stream(s)", token, len(woken))
         for stream in woken:
-            async with stream.condition:
-                stream.condition.notify_all()
+            stream.wake()
         self._sweep()
 
     async def typing_expired(self, rooms: set[str]) -> None:

@@ -49,7 +49,7 @@ from .storage.accounts import (
     TOKEN_COUNTER_SQL,
     add_device,
     new_token,
-    revoke_device,
+    remove_device,
 )
 from .storage.rooms import joined_rooms_map
 from .sync.handler import SyncHandler
@@ -134,7 +134,7 @@ class Service:
 
     async def remove_device(self, user_id: str, device_id: str) -> bool:
         """Delete a device: its token stops working at once. False if it did not exist."""
-        removed = await self.engine.write(revoke_device, user_id, device_id)
+        removed = await self.engine.write(remove_device, user_id, device_id)
         self.auth.invalidate()
         return removed
 
@@ -144,6 +144,9 @@ def hypercorn_config(config: Config, listen: str | None = None) -> HypercornConf
     hc.bind = [listen or config.listen or "127.0.0.1:0"]
     hc.graceful_timeout = config.graceful_timeout
     hc.keep_alive_timeout = config.keep_alive_timeout
+    # Hypercorn's default (1,000) closes a long-polling client's connection every few
+    # hours of polling, for nothing: the client only reconnects.
+    hc.keep_alive_max_requests = config.keep_alive_max_requests
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
     return hc

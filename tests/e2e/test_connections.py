@@ -141,3 +141,32 @@ async def test_idle_connection_without_any_request_is_released(
     async with stream:
         with trio.fail_after(5):
             await Reader(stream).eof()
+
+
+async def test_connection_outlives_hypercorns_default_request_limit(service: Service) -> None:
+    # Hypercorn alone would close this connection after its 1,000th response.
+    stream = await connect(service)
+    async with stream:
+        reader = Reader(stream)
+        with trio.fail_after(60):
+            for _ in range(1_050):
+                await stream.send_all(request(VERSIONS, close=False))
+                status, headers, _ = await reader.response()
+                assert status.startswith("HTTP/1.1 200")
+                assert headers.get("connection", "").lower() != "close"
+
+
+async def test_request_limit_per_connection_is_configurable(config: Config) -> None:
+    async with open_service(dataclasses.replace(config, keep_alive_max_requests=3)) as svc:
+        stream = await connect(svc)
+        async with stream:
+            reader = Reader(stream)
+            with trio.fail_after(5):
+                closes = []
+                for _ in range(3):
+                    await stream.send_all(request(VERSIONS, close=False))
+                    status, headers, _ = await reader.response()
+                    assert status.startswith("HTTP/1.1 200")
+                    closes.append(headers.get("connection", "").lower() == "close")
+                assert closes == [False, False, True]
+                await reader.eof()

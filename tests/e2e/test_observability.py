@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_sync import Config, Service, open_service
 from trio_sync.roomlog import RoomLog, dumps_lines
 
+from ..conftest import PG_DSN, _pg_admin
 from .conftest import SYNC_PATH, auth, sync
 
 SERVER = "example.org"
@@ -83,7 +86,9 @@ async def test_metrics_move_with_real_traffic(service: Service, http: httpx.Asyn
 
     sync_path = "/_matrix/client/v3/sync"
     assert moved("trio_sync_http_requests_total", endpoint=sync_path, status="200") == 4
-    assert moved("trio_sync_http_response_time_seconds_count", endpoint=sync_path) == 4
+    assert (
+        moved("trio_sync_http_response_time_seconds_count", endpoint=sync_path, status="200") == 4
+    )
     # Quart routes are counted by route template, not by raw path.
     filter_route = "/_matrix/client/v3/user/<user_id>/filter/<filter_id>"
     assert moved("trio_sync_http_requests_total", endpoint=filter_route, status="404") == 1
@@ -154,3 +159,34 @@ async def test_separate_metrics_listener(config: Config) -> None:
         async with httpx.AsyncClient(base_url=service.addresses[0], timeout=30) as main:
             assert (await main.get("/metrics")).status_code == 404  # moved away
             assert (await main.get("/health")).status_code == 200  # still for balancers
+
+
+if PG_DSN:
+
+    def _admin(*statements: str) -> None:
+        asyncio.run(_pg_admin(*statements))
+
+    @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+    async def test_health_is_503_while_the_database_is_unreachable(
+        db_url: str, service: Service, http: httpx.AsyncClient
+    ) -> None:
+        assert (await http.get("/health")).status_code == 200
+        name = db_url.rpartition("/")[2]
+        await trio.to_thread.run_sync(
+            _admin,
+            f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false',
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
+        )
+        try:
+            r = await http.get("/health")
+            assert r.status_code == 503
+            assert r.json()["reason"].startswith("database unreachable: ")
+        finally:
+            await trio.to_thread.run_sync(_admin, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        for _ in range(100):  # the engine reconnects
+            r = await http.get("/health")
+            if r.status_code == 200:
+                break
+            await trio.sleep(0.05)
+        assert r.status_code == 200

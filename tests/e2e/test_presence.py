@@ -163,3 +163,16 @@ async def test_presence_log_messages_and_bad_requests(
         "/_matrix/client/v3/sync?set_presence=busy", headers={"Authorization": f"Bearer {bob}"}
     )
     assert r.status_code == 400
+
+
+async def test_a_user_who_never_reported_presence_is_offline(
+    service: Service, http: httpx.AsyncClient, shared: None
+) -> None:
+    """Bob shares a room with Alice, who has never synced nor set a presence: her status
+    is ``offline`` (200, as other servers answer), in a shape matrix-nio accepts."""
+    bob = await service.add_device(BOB, "B")
+    content = await call(http, "GET", f"/presence/{ALICE}/status", bob)
+    assert content == {"presence": "offline"}
+    parsed = nio.PresenceGetResponse.from_dict(content, ALICE)
+    assert isinstance(parsed, nio.PresenceGetResponse), parsed
+    assert parsed.presence == "offline"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
@@ -47,6 +47,9 @@ class Extras:
 
     resets: dict[str, str]
     missed: frozenset[str]
+    #: Events of a forked history: event ID → the index of the event after which the
+    #: room's state is the state at it.
+    forks: dict[str, int] = field(default_factory=dict)
 
     def reset(self, pdu: Pdu, user: str) -> bool:
         return self.resets.get(pdu["_event_id"]) == user
@@ -81,12 +84,21 @@ def allows(setting: str, membership: str, joined_later: bool) -> bool:
     )
 
 
+def at_event(states: list[tuple[str, str]], pdu: Pdu, i: int, extras: Extras) -> tuple[str, str]:
+    """(visibility, membership) at (just before) event ``i``: its fork point's, if forked."""
+    fork = extras.forks.get(pdu["_event_id"])
+    return states[i] if fork is None else states[fork + 1]
+
+
 def visible(history: Sequence[Pdu], user: str, extras: Extras = NONE) -> list[bool]:
     """Whether ``user`` may see each event, judged by the state at (just before) it."""
     states = replay(history, user, extras)
     out = []
     for i, pdu in enumerate(history):
-        (setting, membership), (setting_after, membership_after) = states[i], states[i + 1]
+        (setting, membership), (setting_after, membership_after) = (
+            at_event(states, pdu, i, extras),
+            states[i + 1],
+        )
         later = any(m == "join" for _, m in states[i + 2 :])
         ok = allows(setting, membership, later)
         if pdu["type"] == HISTORY and pdu.get("state_key") == "":
@@ -94,6 +106,22 @@ def visible(history: Sequence[Pdu], user: str, extras: Extras = NONE) -> list[bo
         if own(pdu, user):
             ok = ok or allows(setting, membership_after, later)
         out.append(ok)
+    return out
+
+
+def readable(history: Sequence[Pdu], user: str, extras: Extras = NONE) -> list[bool]:
+    """What the read endpoints show ``user``: :func:`visible`, except that a user never
+    joined sees only ``world_readable`` history (before or after a setting change), and
+    nothing unless the room is ``world_readable`` now."""
+    states = replay(history, user, extras)
+    if any(m == "join" for _, m in states):
+        return visible(history, user, extras)
+    if states[-1][0] != "world_readable":
+        return [False] * len(history)
+    out = []
+    for i, pdu in enumerate(history):
+        around = {states[i][0], states[i + 1][0] if pdu["type"] == HISTORY else states[i][0]}
+        out.append("world_readable" in around)
     return out
 
 
@@ -136,7 +164,7 @@ def sync_view(
 
 
 class Step(NamedTuple):
-    kind: str  # message, missed, reset, setting, redact, or a key of MOVES
+    kind: str  # message, missed, reset, forked, setting, redact, or a key of MOVES
     sender: int  # user slot; 0 is the creator, who stays joined
     arg: int | str = 0  # target slot, visibility setting or the step number of a message
 
@@ -162,6 +190,7 @@ KINDS = (
     "redact",
     "reset",
     "missed",
+    "forked",
 )
 
 
@@ -197,6 +226,9 @@ def examples(draw: st.DrawFn) -> Example:
             members[target] = "leave"
         elif kind == "missed":
             step = Step(kind, draw(st.sampled_from(joined)))
+        elif kind == "forked":
+            # The creator, joined everywhere, on a branch from some events back.
+            step = Step(kind, 0, draw(st.integers(1, 6)))
         elif kind in MOVES:
             target = draw(st.sampled_from(able[kind]))
             others_joined = [u for u in joined if u != target]
@@ -229,16 +261,30 @@ def pdu_of(message: dict[str, Any]) -> Pdu:
 
 def log_messages(
     log: RoomLog, room: str, users: list[str], ex: Example
-) -> list[list[dict[str, Any]]]:
-    """The log messages of the room's creation, then of each step."""
+) -> tuple[list[list[dict[str, Any]]], dict[str, int]]:
+    """The log messages of the room's creation, then of each step; and the forked events
+    (event ID → index of the event whose state they have)."""
     created = log.create_room(room, users[0], name="Random")
     hv = created[4]["new_room_event"]["event"]
     assert hv["type"] == HISTORY
     hv["content"] = {"history_visibility": ex.initial}
     out = [created]
+    # The room's state after each history event from the end of its creation on.
+    snapshots = {len(created) - 1: log.current_state(room)}
+    forks: dict[str, int] = {}
     for n, step in enumerate(ex.steps):
         sender = users[step.sender]
-        if step.kind == "message":
+        seen = len(created) + n  # history events so far
+        if step.kind == "forked":
+            point = max(len(created) - 1, seen - 1 - int(step.arg))
+            message = log.message(room, sender, f"forked {n}")
+            then, now = snapshots[point], log.current_state(room)
+            body = message["new_room_event"]
+            body["state_before_adds_event_ids"] = [e for k, e in then.items() if now.get(k) != e]
+            body["state_before_removes_event_ids"] = [e for k, e in now.items() if then.get(k) != e]
+            forks[pdu_of(message)["_event_id"]] = point
+            out.append([message])
+        elif step.kind == "message":
             out.append([log.message(room, sender, f"message {n}")])
         elif step.kind == "missed":
             out.append([backfill(log.message(room, sender, f"missed {n}"))])
@@ -258,7 +304,8 @@ def log_messages(
         else:
             target = users[int(step.arg)]
             out.append([log.member(room, target, MOVES[step.kind][1], sender=sender)])
-    return out
+        snapshots[seen] = log.current_state(room)
+    return out, forks
 
 
 # --- checking the server against the model ------------------------------------------------
@@ -281,12 +328,17 @@ class View:
 
     def __post_init__(self) -> None:
         self.ids = [p["_event_id"] for p in self.history]
-        self.ok = visible(self.history, self.user, self.extras)
+        self.ok = readable(self.history, self.user, self.extras)
         self.allowed = [eid for eid, ok in zip(self.ids, self.ok, strict=True) if ok]
         self.states = states = replay(self.history, self.user, self.extras)
+        # A user never joined may read the room only while it is world readable.
+        self.shut_out = all(m != "join" for _, m in states) and states[-1][0] != "world_readable"
         # unsigned.membership: after the user's own membership events, before the others.
         self.membership = {
-            p["_event_id"]: states[i + own(p, self.user)][1] for i, p in enumerate(self.history)
+            p["_event_id"]: (
+                states[i + 1][1] if own(p, self.user) else at_event(states, p, i, self.extras)[1]
+            )
+            for i, p in enumerate(self.history)
         }
 
     async def get(self, path: str, **params: Any) -> httpx.Response:
@@ -326,7 +378,7 @@ class View:
                 first = self.ids.index(shown[0])
                 older = [e for e in self.allowed if self.ids.index(e) < first]
                 back = await self.messages(dir="b", **{"from": timeline["prev_batch"]})
-                assert back == older[::-1]
+                assert back == (None if self.shut_out else older[::-1])
         return str(body["next_batch"])
 
     async def messages(self, **params: Any) -> list[str] | None:
@@ -350,9 +402,8 @@ class View:
 
         backwards = await self.messages(dir="b", **{"from": now})
         forwards = await self.messages(dir="f")
-        if backwards is None or forwards is None:  # never a member, not world readable now
-            assert all(m == "leave" for _, m in self.states)
-            assert self.states[-1][0] != "world_readable"
+        shut_out = self.shut_out
+        if shut_out:
             assert backwards is forwards is None
         else:
             assert backwards == self.allowed[::-1]
@@ -364,7 +415,7 @@ class View:
             if ok:
                 assert self.served([r.json()]) == [eid]
             r = await self.get(f"/rooms/{quote(self.room)}/context/{quote(eid)}", limit=4)
-            assert r.status_code == (200 if ok else 404), (eid, r.text)
+            assert r.status_code == (403 if shut_out else 200 if ok else 404), (eid, r.text)
             if ok:
                 body, k = r.json(), self.allowed.index(eid)
                 assert self.served([body["event"]]) == [eid]
@@ -376,7 +427,8 @@ async def run_example(service: Service, http: httpx.AsyncClient, n: int, ex: Exa
     room = f"!random{n}:{SERVER}"
     users = [f"@r{n}u{i}:{SERVER}" for i in range(ex.others + 2)]
     tokens = [await service.add_device(u, "DEV") for u in users]
-    batches = log_messages(RoomLog(SERVER, start_ts=1_700_000_000_000 + n), room, users, ex)
+    log = RoomLog(SERVER, start_ts=1_700_000_000_000 + n)
+    batches, forks = log_messages(log, room, users, ex)
     messages = [m for batch in batches for m in batch]
     history = [pdu_of(m) for m in messages if m["type"] in ("new_room_event", "old_room_event")]
     redacted = {m["redacted_event"]["RedactedEventID"] for m in messages if "redacted_event" in m}
@@ -386,7 +438,7 @@ async def run_example(service: Service, http: httpx.AsyncClient, n: int, ex: Exa
         for step, (m, *_) in zip(ex.steps, batches[1:], strict=True)
         if step.kind == "reset"
     }
-    extras = Extras(resets, frozenset(pdu_of(m)["_event_id"] for m in missed))
+    extras = Extras(resets, frozenset(pdu_of(m)["_event_id"] for m in missed), forks)
     first = [m for batch in batches[: ex.split + 1] for m in batch]
     live = [m for m in first if m["type"] != "old_room_event"]
     assert (await service.ingest(live)).rejected == 0

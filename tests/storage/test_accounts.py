@@ -9,11 +9,17 @@ from trio_sync.storage import Engine, StorageError, open_engine
 from trio_sync.storage.accounts import (
     Device,
     add_device,
+    device_exists,
     device_for_token,
     hash_token,
+    list_devices,
     load_filter,
     new_token,
+    remove_device,
+    remove_device_of_token,
     store_filter,
+    token_owner,
+    validate_device_ids,
 )
 
 from .support import ALICE, BOB, query
@@ -102,3 +108,41 @@ async def test_concurrently_stored_filters_get_distinct_ids(engine: Engine) -> N
     assert sorted(ids.values()) == list(range(20))
     for body, filter_id in ids.items():
         assert await engine.read(load_filter, ALICE, filter_id) == body
+
+
+async def test_listing_and_revoking_devices(engine: Engine) -> None:
+    await engine.write(add_device, "@b:x", "PHONE", "tok-b")
+    await engine.write(add_device, "@a:x", "LAPTOP", "tok-a1")
+    await engine.write(add_device, "@a:x", "PHONE", "tok-a2")
+    listed = [(d.user_id, d.device_id) for d in await engine.read(list_devices)]
+    assert listed == [("@a:x", "LAPTOP"), ("@a:x", "PHONE"), ("@b:x", "PHONE")]
+    assert [d.device_id for d in await engine.read(list_devices, "@a:x")] == ["LAPTOP", "PHONE"]
+    assert await engine.read(token_owner, "tok-a2") == ("@a:x", "PHONE")
+
+    assert await engine.write(remove_device_of_token, "tok-a2") == ("@a:x", "PHONE")
+    assert await engine.write(remove_device_of_token, "tok-a2") is None
+    assert await engine.read(device_for_token, "tok-a2") is None
+    assert await engine.write(remove_device, "@b:x", "PHONE") is True
+    assert await engine.write(remove_device, "@b:x", "PHONE") is False
+    assert await engine.read(device_for_token, "tok-b") is None
+    assert await engine.read(device_for_token, "tok-a1") is not None
+    assert not await engine.read(device_exists, "@b:x", "PHONE")
+    assert await engine.read(device_exists, "@a:x", "LAPTOP")
+
+
+@pytest.mark.parametrize(
+    ("user_id", "device_id", "problem"),
+    [
+        ("alice", "D", "not a user ID"),
+        ("@:example.org", "D", "not a user ID"),
+        ("@alice:", "D", "not a user ID"),
+        ("@al ice:example.org", "D", "not a user ID"),
+        ("@alice:other.org", "D", "not a user of this server"),
+        ("@alice:example.org", "", "1 to 255"),
+        ("@alice:example.org", "A B", "not a device ID"),
+    ],
+)
+def test_device_ids_are_validated(user_id: str, device_id: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        validate_device_ids(user_id, device_id, "example.org")
+    validate_device_ids("@alice:example.org", "PHONE", "example.org")

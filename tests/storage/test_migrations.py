@@ -6,6 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 import trio
 
@@ -159,3 +160,50 @@ async def test_failing_migration_leaves_the_previous_version(
     (migrations_dir / "003_bad.sql").write_text("CREATE TABLE half_done (x INTEGER);")
     assert await migrate(engine) == [3]
     assert await _table_exists(engine, "half_done")
+
+
+async def test_stored_client_events_lose_federation_unsigned_fields(engine: Engine) -> None:
+    """Events stored before client events were trimmed to the spec's ``unsigned`` keys get
+    trimmed by migration 21; events with nothing to trim keep their bytes."""
+    dirty = {
+        "event_id": "$dirty",
+        "type": "m.room.member",
+        "unsigned": {
+            "age_ts": 1,
+            "invite_room_state": [{"type": "m.room.name"}],
+            "prev_content": {"membership": "invite"},
+            "replaces_state": "$before",
+        },
+    }
+    bare = {"event_id": "$bare", "type": "m.room.message", "unsigned": {"age": 5}}
+    clean = '{"event_id":"$clean","unsigned":{"replaces_state":"$x"}}'
+
+    async def put(conn: Conn) -> None:
+        for pos, (eid, text) in enumerate(
+            (
+                ("$dirty", orjson.dumps(dirty).decode()),
+                ("$bare", orjson.dumps(bare).decode()),
+                ("$clean", clean),
+            ),
+            start=1,
+        ):
+            await conn.execute(
+                "INSERT INTO events (pos, event_id, room_id, type, sender, depth, "
+                "origin_server_ts, room_version, client_json, pdu_json) "
+                "VALUES ($1, $2, '!r:x', 't', '@u:x', 1, 1, '10', $3, '{}')",
+                pos,
+                eid,
+                text,
+            )
+        await conn.execute("DELETE FROM schema_version WHERE version = 21")
+
+    await engine.write(put)
+    assert 21 in await migrate(engine)
+    stored = dict(await query(engine, "SELECT event_id, client_json FROM events"))
+    assert orjson.loads(stored["$dirty"])["unsigned"] == {
+        "prev_content": {"membership": "invite"},
+        "replaces_state": "$before",
+    }
+    assert "unsigned" not in orjson.loads(stored["$bare"])
+    assert orjson.loads(stored["$bare"])["type"] == "m.room.message"
+    assert stored["$clean"] == clean

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from trio_sync.config import DEFAULT_DATABASE, DEFAULT_LISTEN, load_config
+from trio_sync.config import DEFAULT_DATABASE, DEFAULT_LISTEN, Config, ConfigError, load_config
 
 
 def test_defaults_are_the_embedded_sqlite() -> None:
@@ -40,3 +40,10 @@ def test_unknown_config_file_key_is_an_error(tmp_path: Path) -> None:
 def test_numeric_environment_values_are_converted() -> None:
     config = load_config({}, environ={"TRIO_SYNC_GRACEFUL_TIMEOUT": "2.5"})
     assert config.graceful_timeout == 2.5
+
+
+def test_max_request_body_is_a_positive_number_of_bytes() -> None:
+    assert Config().with_overrides({"max_request_body": "1024"}).max_request_body == 1024
+    for bad in ("0", "-1", "lots"):
+        with pytest.raises(ConfigError, match="max_request_body"):
+            Config().with_overrides({"max_request_body": bad})

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import trio
 
 from ..errors import MatrixError
+from ..http.params import storable
 from ..storage.accounts import Device
 from ..storage.engine import ChangeWatch
 from .providers import TokenProvider
@@ -63,6 +64,9 @@ class Authenticator:
         are raised, never cached. If cancelled, nothing is cached and requests waiting on
         this lookup ask again themselves.
         """
+        if not storable(token):
+            # A NUL or a lone surrogate: no backend could hold it, so no device has it.
+            raise unknown_token()
         if self._watch is not None and self._watch.changed():
             self.cache.clear()
         while True:

@@ -15,7 +15,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ..errors import MatrixError
+from ..errors import MatrixError, StorageError, bad_json, forbidden, not_json
 from ..filters import parse_filter
 from ..homeserver.versions import merge_versions
 from ..observability import endpoints as ops
@@ -31,6 +31,7 @@ from .common import authenticate as authenticate_request
 from .common import request_body as _body
 from .common import request_json as _request_json
 from .connection import LeanHTTPConnection
+from .params import check_query, check_view_args
 from .rooms import add_room_routes
 from .routemap import is_homeserver_write
 from .sync_endpoint import CORS_HEADERS, is_sync_request, serve_sync
@@ -45,6 +46,10 @@ SPEC_VERSIONS = [f"v1.{n}" for n in range(1, 20)]
 #: Simplified Sliding Sync (MSC4186).
 UNSTABLE = {"org.matrix.msc4222": True, sliding.UNSTABLE_FEATURE: True}
 CORS = {name.decode(): value.decode() for name, value in CORS_HEADERS}
+#: The answer while the database cannot be reached (a client retries it later).
+UNAVAILABLE = {"errcode": "M_UNKNOWN", "error": "Database unavailable; try again shortly"}
+#: The largest filter body accepted (a filter is small; its rooms lists are the bulk).
+MAX_FILTER_BODY = 64 * 1024
 
 
 _HTTP_ERRORS = {
@@ -93,8 +98,9 @@ class TrioSyncApp(QuartTrio):
         finally:
             elapsed = time.perf_counter() - started
             method = scope["method"]
-            REQUESTS.labels(endpoint, method, str(status)).inc()
-            REQUEST_TIME.labels(endpoint, method).observe(elapsed)
+            code = str(status)
+            REQUESTS.labels(endpoint, method, code).inc()
+            REQUEST_TIME.labels(endpoint, method, code).observe(elapsed)
             if self.service.config.access_log:
                 log_access(method, path, status, elapsed, scope.get(USER_KEY))
 
@@ -104,7 +110,9 @@ def create_app(service: Service) -> TrioSyncApp:
     app = TrioSyncApp(service)
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["BODY_TIMEOUT"] = 60
-    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
+    # Quart answers 413 (M_TOO_LARGE below) as soon as a declared Content-Length is over
+    # it, or a chunked body grows past it; it keeps no more than this in memory.
+    app.config["MAX_CONTENT_LENGTH"] = service.config.max_request_body
 
     async def authenticate() -> Device:
         return await authenticate_request(service)
@@ -118,6 +126,12 @@ def create_app(service: Service) -> TrioSyncApp:
         status = exc.code or 500
         errcode, message = _HTTP_ERRORS.get(status, ("M_UNKNOWN", exc.description or ""))
         return json_response({"errcode": errcode, "error": message}, status)
+
+    @app.errorhandler(StorageError)
+    async def storage_error(exc: StorageError) -> Response:
+        # The database is unreachable even after a retry: say so in one line, no traceback.
+        log.warning("%s %s: database unavailable: %s", request.method, request.path, exc)
+        return json_response(UNAVAILABLE, 503)
 
     @app.errorhandler(Exception)
     async def internal_error(exc: Exception) -> Response:
@@ -143,6 +157,12 @@ def create_app(service: Service) -> TrioSyncApp:
             )
         return None
 
+    @app.before_request
+    async def check_params() -> None:
+        # Every path and query parameter, before any view sees it (http/params.py).
+        check_view_args(request.view_args)
+        check_query(request.args.items(multi=True))
+
     @app.get("/_matrix/client/versions")
     async def versions() -> Response:
         theirs = None
@@ -165,7 +185,7 @@ def create_app(service: Service) -> TrioSyncApp:
         async def filter_post(user_id: str) -> Response:
             device = await authenticate()
             own_user(device, user_id, "create filters")
-            filt = parse_filter(await _request_json())
+            filt = parse_filter(await _request_json(MAX_FILTER_BODY))
             canonical = orjson.dumps(filt.to_json(), option=orjson.OPT_SORT_KEYS).decode()
             filter_id = await service.engine.write(store_filter, user_id, canonical)
             return json_response({"filter_id": str(filter_id)})

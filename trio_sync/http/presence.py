@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Response
 from quart_trio import QuartTrio
 
-from ..errors import bad_json, forbidden, not_found
+from ..errors import bad_json, forbidden
 from ..ingest.user_messages import PRESENCE_STATES
 from ..storage import Conn, Row
 from ..sync.streams.presence import presence_event
@@ -66,7 +66,8 @@ def add_routes(app: QuartTrio, service: Service) -> None:
                 raise forbidden("You are not allowed to see their presence")
             row = await service.engine.read_one(load_presence, user_id)
             if row is None:
-                raise not_found("No presence is known for this user")
+                # Never reported: offline, as the user's room-mates would see it.
+                return json_response({"presence": "offline"})
             event = presence_event(user_id, row[0], row[1], int(row[2]), bool(row[3]))
             content: dict[str, Any] = event["content"]
             return json_response(content)

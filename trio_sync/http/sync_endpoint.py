@@ -5,8 +5,14 @@ also holds a request context, a request object with its header and argument stru
 a session and an app context — about a third of its memory. This endpoint needs none of
 them: it parses the query string, authenticates, waits in the notifier and writes one JSON
 body. It keeps everything else the Quart routes have: Matrix error bodies, CORS headers,
-and cancellation when the client goes away (a child task watches for ``http.disconnect``
-and cancels the request's scope, exactly as Quart-Trio's own connection does).
+and cancellation when the client goes away.
+
+A request whose answer is ready (see :mod:`trio_sync.sync.handler`) runs straight through
+in the connection's task: no nursery, no child task, no cancel scope of its own. A request
+that parks reads its client's messages in that same task, inside the cancel scope the
+notifier cancels on news (Quart-Trio's own connection runs a second task per request for
+this): ``http.disconnect`` ends the wait at once, the notifier forgets the waiter, and
+nothing is sent.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 import orjson
-import trio
 
-from ..errors import MatrixError
+from ..errors import MatrixError, StorageError
+from ..sync.handler import ClientGone, Park
 from ..sync.request import parse_sync_request
 from .asgi import USER_KEY, Receive, Scope, Send
 from .auth import token_from
+from .params import check_query
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -59,40 +66,45 @@ def _headers(scope: Scope, name: bytes) -> list[str]:
     ]
 
 
-async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    scope.cancel()
+def _until_gone(receive: Receive) -> Park:
+    async def until_gone() -> None:
+        """Read the client's messages until it goes away (then: ClientGone)."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        raise ClientGone
+
+    return until_gone
 
 
 async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Send) -> None:
-    """Answer one ``GET /sync``. Cancelled at once, sending nothing, if the client leaves."""
-    status = 200
-    body: bytes | None = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
-        try:
-            args, tokens = _query(scope)
-            token = token_from(_headers(scope, b"authorization"), tokens)
-            request = parse_sync_request(args)
-            del args
-            device = await service.auth.authenticate(token)
-            scope[USER_KEY] = device.user_id
-            body = (await service.sync.sync(device, request)).dumps()
-        except MatrixError as exc:
-            status, body = exc.status, orjson.dumps(exc.body())
-        except Exception:
-            log.exception("unhandled error in /sync")
-            status = 500
-            body = b'{"errcode":"M_UNKNOWN","error":"Internal server error"}'
-        nursery.cancel_scope.cancel()
-    if body is None:  # the client went away
+    """Answer one ``GET /sync``. A parked request whose client leaves is cancelled at once
+    and sends nothing."""
+    try:
+        args, tokens = _query(scope)
+        check_query(args.items())
+        token = token_from(_headers(scope, b"authorization"), tokens)
+        request = parse_sync_request(args)
+        del args
+        device = await service.auth.authenticate(token)
+        scope[USER_KEY] = device.user_id
+        status, body = 200, (await service.sync.sync(device, request, _until_gone(receive))).dumps()
+    except ClientGone:
         return
+    except MatrixError as exc:
+        status, body = exc.status, orjson.dumps(exc.body())
+    except StorageError as exc:
+        # Unreachable even after a retry: one line, no traceback (see http/app.py).
+        log.warning("/sync: database unavailable: %s", exc)
+        status = 503
+        body = b'{"errcode":"M_UNKNOWN","error":"Database unavailable; try again shortly"}'
+    except Exception:
+        log.exception("unhandled error in /sync")
+        status = 500
+        body = b'{"errcode":"M_UNKNOWN","error":"Internal server error"}'
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         *CORS_HEADERS,
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    with trio.CancelScope(shield=True):  # see asgi.shield_final_send
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

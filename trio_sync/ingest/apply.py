@@ -21,6 +21,7 @@ from ..storage.history import STREAM_SUB, backfill_anchor
 from ..storage.relations import INSERT_RELATION, drop_relation, relation_row
 from ..storage.rooms import MEMBER, RESET_EVENT_ID, STRIPPED_TYPES
 from ..tokens import StreamToken
+from .forks import membership_of, state_before_event
 from .messages import (
     BadMessage,
     Ignored,
@@ -222,6 +223,8 @@ def _touches_state(m: NewRoomEvent) -> bool:
         or m.adds_state_event_ids
         or m.removes_state_event_ids
         or m.rewrites_state
+        or m.state_before_adds_event_ids
+        or m.state_before_removes_event_ids
     )
 
 
@@ -361,25 +364,34 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
     if len(set(keys)) != len(keys):
         raise BadMessage("adds_state_event_ids adds two events for one (type, state_key)")
 
+    fork = await state_before_event(conn, m, adds, supplied)
     supplied_new = False
     for extra in m.add_state_events:
         if extra.event_id != ev.event_id:
             supplied_new |= await _insert_event(conn, pos, extra, extra.unsigned, exclude=True)
     unsigned = dict(ev.unsigned)
     if ev.state_key is not None:
-        prev = await conn.fetchrow(
-            "SELECT e.event_id, e.sender, e.client_json FROM room_state s "
-            "JOIN events e ON e.event_id = s.event_id WHERE s.room_id = $1 AND s.type = $2 "
-            "AND s.state_key = $3 AND s.removed_at = $4",
-            ev.room_id,
-            ev.type,
-            ev.state_key,
-            FOREVER,
-        )
+        key = (ev.type, ev.state_key)
+        if fork is not None and key in fork.overrides:
+            replaced: str | None = fork.overrides[key][0] or None
+        else:
+            replaced = await conn.fetchval(
+                "SELECT event_id FROM room_state WHERE room_id = $1 AND type = $2 "
+                "AND state_key = $3 AND removed_at = $4 AND event_id <> $5",
+                ev.room_id,
+                ev.type,
+                ev.state_key,
+                FOREVER,
+                RESET_EVENT_ID,
+            )
+        prev = None
+        if replaced is not None:
+            prev = await conn.fetchrow(
+                "SELECT event_id, client_json FROM events WHERE event_id = $1", replaced
+            )
         if prev is not None:
             unsigned["replaces_state"] = prev[0]
-            unsigned["prev_sender"] = prev[1]
-            unsigned["prev_content"] = orjson.loads(prev[2]).get("content", {})
+            unsigned["prev_content"] = orjson.loads(prev[1]).get("content", {})
     if not await _insert_event(
         conn,
         pos,
@@ -391,6 +403,8 @@ async def _new_room_event(conn: Conn, pos: _Positions, out: Applied, m: NewRoomE
         out.duplicates += 1
         return
     at = pos.values["pdu"]
+    if fork is not None:
+        await fork.store(conn, ev.room_id, at)
     pos.stored.add(ev.event_id)
     out.accepted += 1
     out.rooms.add(ev.room_id)
@@ -469,10 +483,7 @@ async def _insert_state(
 
 
 def _membership(etype: str, content: dict[str, Any]) -> str | None:
-    if etype != "m.room.member":
-        return None
-    value = content.get("membership")
-    return value if isinstance(value, str) else "leave"
+    return membership_of(etype, content)
 
 
 async def _stripped_state(conn: Conn, room_id: str) -> list[dict[str, Any]]:
@@ -498,8 +509,9 @@ async def _new_invite(
         return
     given = ev.unsigned.get("invite_room_state")
     stripped = given if isinstance(given, list) else await _stripped_state(conn, ev.room_id)
-    unsigned = {k: v for k, v in ev.unsigned.items() if k != "invite_room_state"}
-    unsigned["invite_room_state"] = stripped
+    # The invite event for invite_state: its stripped state rides along in unsigned.
+    invite = ev.client_dict()
+    invite.setdefault("unsigned", {})["invite_room_state"] = stripped
     row = await conn.fetchrow(
         "INSERT INTO invites (pos, event_id, room_id, user_id, room_version, event_json) "
         "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING RETURNING pos",
@@ -508,7 +520,7 @@ async def _new_invite(
         ev.room_id,
         ev.state_key,
         room_version,
-        _dumps(ev.client_dict(unsigned)),
+        _dumps(invite),
     )
     if row is not None:
         pos.next("invite")
@@ -605,7 +617,7 @@ async def _redact(conn: Conn, out: Applied, m: RedactedEvent) -> None:
 
 
 async def _purge(conn: Conn, out: Applied, room_id: str) -> None:
-    for table in ("events", "room_state", "invites", "relations"):
+    for table in ("events", "room_state", "invites", "relations", "event_state_before"):
         await conn.execute(f"DELETE FROM {table} WHERE room_id = $1", room_id)
     out.purged.add(room_id)
     out.accepted += 1

@@ -9,16 +9,24 @@ from .bad_message import BadMessage
 _SAFE = 1 << 53  # canonical JSON's integer range
 
 
+def no_nul(value: str, key: str) -> str:
+    """``value``, if it has no NUL character: such text cannot be stored in PostgreSQL (nor
+    compared), so a message carrying one in a stored field is rejected on every backend."""
+    if "\x00" in value:
+        raise BadMessage(f"{key!r} contains a NUL character")
+    return value
+
+
 def text(
     obj: dict[str, Any], key: str, *, optional: bool = False, max_len: int | None = None
 ) -> Any:
-    """A non-empty string (None if absent and ``optional``)."""
+    """A non-empty string without NUL characters (None if absent and ``optional``)."""
     value = obj.get(key)
     if value is None and optional:
         return None
     if not isinstance(value, str) or not value or (max_len is not None and len(value) > max_len):
         raise BadMessage(f"{key!r} must be a non-empty string")
-    return value
+    return no_nul(value, key)
 
 
 def user_id(obj: dict[str, Any], key: str = "user_id", *, optional: bool = False) -> Any:

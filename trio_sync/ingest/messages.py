@@ -14,8 +14,9 @@ from typing import Any
 
 import orjson
 
+from ..client_format import stored_unsigned
 from .bad_message import BadMessage as BadMessage
-from .fields import integer, mapping, room_id, text, user_id
+from .fields import integer, mapping, no_nul, room_id, text, user_id
 from .user_messages import PARSERS, UserMessage, parse_user_message
 
 
@@ -41,12 +42,15 @@ class Pdu:
         return self.state_key is not None
 
     def client_dict(self, unsigned: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The event as clients see it (the spec's ClientEvent)."""
+        """The event as clients see it (the spec's ClientEvent), with only the ``unsigned``
+        keys of :data:`~trio_sync.client_format.STORED_UNSIGNED` (of ``unsigned`` if
+        given, else the PDU's)."""
+        # room_id first: /sync slices it off (client_format.without_room_id).
         event: dict[str, Any] = {
+            "room_id": self.room_id,
             "content": self.content,
             "event_id": self.event_id,
             "origin_server_ts": self.origin_server_ts,
-            "room_id": self.room_id,
             "sender": self.sender,
             "type": self.type,
         }
@@ -54,7 +58,7 @@ class Pdu:
             event["state_key"] = self.state_key
         if self.redacts is not None:
             event["redacts"] = self.redacts
-        extra = self.unsigned if unsigned is None else unsigned
+        extra = stored_unsigned(self.unsigned if unsigned is None else unsigned)
         if extra:
             event["unsigned"] = extra
         return event
@@ -76,6 +80,10 @@ class NewRoomEvent:
     txn_session: int | None
     txn_id: str | None
     history_visibility: str | None
+    #: The state at (before) the event differs from the room's state after this message
+    #: by these: present at the event but not after, and present after but not at it.
+    state_before_adds_event_ids: tuple[str, ...] = ()
+    state_before_removes_event_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +144,31 @@ def _ids(obj: dict[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+#: Room versions whose room ID is the create event's reference hash (MSC4291): their
+#: ``m.room.create`` PDU carries no ``room_id``.
+HASHED_ROOM_ID_VERSIONS = frozenset({"12", "org.matrix.hydra.11"})
+
+
+def _room_of(
+    obj: dict[str, Any], event_id: str, etype: str, state_key: str | None, version: str
+) -> str:
+    """The event's room: its ``room_id``, or for the create event of a room version whose
+    room ID is the create event's hash, ``!`` + the event ID without ``$``. A create event
+    that names a room anyway (in ``room_id`` or a ``_room_id`` header) must name that one.
+    """
+    if not (etype == "m.room.create" and state_key == "" and version in HASHED_ROOM_ID_VERSIONS):
+        return room_id(obj, "room_id")
+    derived = "!" + event_id[1:]
+    for key in ("room_id", "_room_id"):
+        named = obj.get(key)
+        if named is not None and named != derived:
+            raise BadMessage(
+                f"create event {event_id[:80]} makes room {derived[:80]}, "
+                f"but {key!r} says {str(named)[:80]!r}"
+            )
+    return derived
+
+
 def parse_pdu(obj: object, room_version: str | None = None) -> Pdu:
     """Parse a HeaderedEvent: the PDU plus ``_room_version`` and ``_event_id``."""
     if not isinstance(obj, dict):
@@ -143,26 +176,34 @@ def parse_pdu(obj: object, room_version: str | None = None) -> Pdu:
     event_id = obj.get("_event_id", obj.get("event_id"))
     if not isinstance(event_id, str) or not event_id.startswith("$"):
         raise BadMessage("event has no valid _event_id")
+    no_nul(event_id, "_event_id")
     version = obj.get("_room_version", room_version) or "1"
     if not isinstance(version, str):
         raise BadMessage("_room_version must be a string")
     state_key = obj.get("state_key")
     if state_key is not None and not isinstance(state_key, str):
         raise BadMessage("state_key must be a string")
+    if state_key is not None:
+        no_nul(state_key, "state_key")
     redacts = obj.get("redacts")
     if redacts is not None and not isinstance(redacts, str):
         raise BadMessage("redacts must be a string")
     unsigned = mapping(obj, "unsigned", optional=True)
+    etype = text(obj, "type")
+    content = mapping(obj, "content")
+    membership = content.get("membership")
+    if etype == "m.room.member" and isinstance(membership, str):
+        no_nul(membership, "membership")
     return Pdu(
         event_id=event_id,
-        room_id=room_id(obj, "room_id"),
-        type=text(obj, "type"),
+        room_id=_room_of(obj, event_id, etype, state_key, version),
+        type=etype,
         sender=user_id(obj, "sender"),
         state_key=state_key,
         depth=integer(obj, "depth", 0),
         origin_server_ts=integer(obj, "origin_server_ts", 0),
         room_version=version,
-        content=mapping(obj, "content"),
+        content=content,
         unsigned=dict(unsigned),
         redacts=redacts,
         raw=obj,
@@ -197,6 +238,8 @@ def _new_room_event(body: dict[str, Any]) -> NewRoomEvent:
         txn_session=session,
         txn_id=txn_id,
         history_visibility=visibility or None,
+        state_before_adds_event_ids=_ids(body, "state_before_adds_event_ids"),
+        state_before_removes_event_ids=_ids(body, "state_before_removes_event_ids"),
     )
 
 

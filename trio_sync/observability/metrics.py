@@ -66,8 +66,9 @@ REQUESTS = Counter(
 )
 REQUEST_TIME = Histogram(
     "trio_sync_http_response_time_seconds",
-    "Time from request to response (long-polls include their wait), by route template",
-    ["endpoint", "method"],
+    "Time from request to response (long-polls include their wait), by route template, "
+    "method and status",
+    ["endpoint", "method", "status"],
     buckets=_REQUEST_BUCKETS,
     registry=None,
 )

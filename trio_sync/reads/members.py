@@ -6,12 +6,11 @@ from typing import Any
 
 import orjson
 
-from ..errors import forbidden
 from ..storage import Conn
 from ..storage import rooms as q
 from ..storage.engine import FOREVER
 from ..sync.timeline import Viewer
-from .messages import room_access
+from .access import room_access
 
 MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
 
@@ -25,7 +24,7 @@ async def members(
     not_membership: str | None,
 ) -> dict[str, Any]:
     """The ``/members`` body: the room's member events as of ``at`` — or, for a user who
-    has left, as of its leave, whichever is earlier."""
+    has left, as of its leave, whichever is earlier. 403 as :func:`.access.room_access`."""
     access = await room_access(conn, viewer.user_id, room_id, at)
     if access.membership_at(at) != "join" and access.setting_at(at) != "world_readable":
         # Frozen at the moment the user stopped being in the room.
@@ -49,7 +48,9 @@ async def members(
 
 
 async def joined_members(conn: Conn, user_id: str, room_id: str, now: int) -> dict[str, Any]:
-    """The ``/joined_members`` body; 403 unless the user is joined."""
+    """The ``/joined_members`` body; 403 unless the user is joined (or the room is world
+    readable)."""
+    await room_access(conn, user_id, room_id, now, joined_now=True)
     rows = await conn.fetch(
         "SELECT s.state_key, e.client_json FROM room_state s "
         "JOIN events e ON e.event_id = s.event_id WHERE s.room_id = $1 AND s.type = $2 "
@@ -67,8 +68,6 @@ async def joined_members(conn: Conn, user_id: str, room_id: str, now: int) -> di
             if isinstance(content.get(key), str):
                 profile["display_name" if key == "displayname" else key] = content[key]
         joined[user] = profile
-    if user_id not in joined:
-        raise forbidden("You are not joined to this room")
     return {"joined": joined}
 
 

@@ -20,15 +20,16 @@ from typing import Any
 import orjson
 
 from ..aggregations import bundles
-from ..errors import MatrixError, forbidden, invalid_param, not_found
+from ..errors import MatrixError, invalid_param, not_found
 from ..filters import RoomEventFilter
 from ..storage import Conn
 from ..storage import rooms as q
 from ..storage.account_data import ignored_users
 from ..storage.history import END, HistoryEvent, Place, history_event, place_of
-from ..storage.visibility import RoomAccess, load_access
+from ..storage.visibility import RoomAccess
 from ..sync.timeline import Viewer
 from ..tokens import StreamToken, TopologyToken
+from .access import room_access as room_access
 from .walk import sees, walk
 
 #: ``limit`` above this is treated as this.
@@ -64,15 +65,6 @@ class Page:
     to: TopologyToken | None
     limit: int
     filter: RoomEventFilter
-
-
-async def room_access(conn: Conn, user_id: str, room_id: str, now: int) -> RoomAccess:
-    """The user's access to ``room_id``; 403 unless it has ever been a member or the room
-    is world readable now."""
-    access = (await load_access(conn, user_id, [room_id], now))[room_id]
-    if not access.ever_member() and access.setting_at(now) != "world_readable":
-        raise forbidden(f"{user_id} is not in room {room_id} and it is not world readable")
-    return access
 
 
 async def _lazy_state(
@@ -141,25 +133,38 @@ async def messages(
 
 
 async def visible_event(
-    conn: Conn, viewer: Viewer, event_id: str, now: int
-) -> tuple[str, HistoryEvent, RoomAccess]:
-    """The event, its room and the user's access to it; 404 when it is unknown or the user
-    may not see it (the two are not told apart)."""
+    conn: Conn, viewer: Viewer, room_id: str, event_id: str, now: int
+) -> tuple[HistoryEvent, RoomAccess]:
+    """The event of ``room_id`` and the user's access to the room; 403 when the user may
+    not read the room (:func:`.access.room_access`), 404 when the event is unknown, of
+    another room, or one the user may not see (those are not told apart)."""
+    access = await room_access(conn, viewer.user_id, room_id, now)
     found = await history_event(conn, event_id, now, viewer.fmt)
-    if found is None:
+    if found is None or found[0] != room_id:
         raise not_found("Event not found")
-    room_id, h = found
-    access = (await load_access(conn, viewer.user_id, [room_id], now))[room_id]
+    h = found[1]
     if not sees(access, h):
         raise not_found("Event not found")
-    return room_id, h, access
+    return h, access
+
+
+async def hidden_event(
+    conn: Conn, viewer: Viewer, room_id: str, event_id: str, now: int
+) -> tuple[HistoryEvent, RoomAccess]:
+    """:func:`visible_event` for endpoints whose only answer for an event the user may not
+    read is 404 (``/event``, ``/relations``): a room it may not read is 404 too."""
+    try:
+        return await visible_event(conn, viewer, room_id, event_id, now)
+    except MatrixError as exc:
+        if exc.errcode == "M_FORBIDDEN":
+            raise not_found("Event not found") from None
+        raise
 
 
 async def event(conn: Conn, viewer: Viewer, room_id: str, event_id: str, now: int) -> Any:
-    """The ``/rooms/{roomId}/event/{eventId}`` response body."""
-    found_room, h, access = await visible_event(conn, viewer, event_id, now)
-    if found_room != room_id:
-        raise not_found("Event not found")
+    """The ``/rooms/{roomId}/event/{eventId}`` response body. The spec's only answer for
+    an event the user may not read is 404, so a room it may not read is 404 here too."""
+    h, access = await hidden_event(conn, viewer, room_id, event_id, now)
     viewer = replace(viewer, ignored=await ignored_users(conn, viewer.user_id))
     bundled = await bundles(conn, viewer, access, room_id, [h.event], now)
     return orjson.Fragment(viewer.serve(h.event, access, bundled.get(h.event.event_id)))
@@ -176,9 +181,7 @@ async def context(
 ) -> dict[str, Any]:
     """The ``/context/{eventId}`` response body: the event, up to ``limit`` events around
     it (half before, the rest after), and the state at it."""
-    found_room, h, access = await visible_event(conn, viewer, event_id, now)
-    if found_room != room_id:
-        raise not_found("Event not found")
+    h, access = await visible_event(conn, viewer, room_id, event_id, now)
     ev = h.event
     viewer = replace(viewer, ignored=await ignored_users(conn, viewer.user_id))
     n_before = limit // 2

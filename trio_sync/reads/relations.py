@@ -22,7 +22,6 @@ from typing import Any
 import orjson
 
 from ..aggregations import bundles
-from ..errors import not_found
 from ..filters import RoomEventFilter
 from ..redaction import redact
 from ..storage import Conn
@@ -32,7 +31,7 @@ from ..storage.account_data import ignored_users
 from ..storage.visibility import RoomAccess
 from ..sync.timeline import PAGE_MAX, Viewer, passes
 from ..tokens import TopologyToken
-from .messages import room_access, visible_event
+from .messages import hidden_event, room_access
 
 #: Levels of relations ``recurse=true`` follows (the children, theirs, and theirs).
 RECURSION_DEPTH = 3
@@ -80,9 +79,7 @@ async def relations(
 ) -> dict[str, Any]:
     """The ``/relations/{eventId}`` response body; 404 when the parent is unknown, in
     another room, or not visible to the user."""
-    found_room, _parent, access = await visible_event(conn, viewer, event_id, now)
-    if found_room != room_id:
-        raise not_found("Event not found")
+    _parent, access = await hidden_event(conn, viewer, room_id, event_id, now)
     viewer = replace(viewer, ignored=await ignored_users(conn, viewer.user_id))
     depth = RECURSION_DEPTH if page.recurse else 1
     query = rel.RelationQuery(room_id, event_id, page.rel_type, page.event_type, depth)

@@ -28,6 +28,7 @@ from ..storage import Conn, Engine
 from ..storage.account_data import ignored_users
 from ..storage.accounts import Device
 from ..sync.handler import SyncHandler
+from ..sync.memory_only import NO_STORAGE, StorageNeeded
 from ..sync.timeline import Viewer
 from ..tokens import StreamToken
 from .extensions import ExtensionScope, build_extensions, has_news
@@ -41,19 +42,33 @@ from .room_lists import (
     candidates,
     facts_needed,
     latest_of,
+    memberships,
     passes,
     read_facts,
     read_recency,
     sort_rooms,
 )
 from .rooms import BuildScope, RoomPlan, build_rooms
-from .store import Connection, ListState, SentRoom, load_connection, record_position
+from .store import (
+    POSITION_TTL_MS,
+    Connection,
+    ListState,
+    SentRoom,
+    load_connection,
+    now_ms,
+    record_position,
+)
+
+#: How many users' memberships are kept (least recently read dropped first).
+MEMBERSHIP_CACHE_USERS = 10_000
 
 
 @dataclass(slots=True)
 class _Found:
     """What the first read of a build found."""
 
+    #: Every membership of the user (see :func:`memberships`).
+    every: dict[str, Candidate]
     rooms: dict[str, Candidate]
     recency: RecencyUpdate
     facts: RoomFacts
@@ -65,12 +80,17 @@ async def _find_rooms(
     user_id: str,
     now: StreamToken,
     left_after: int | None,
+    known: dict[str, Candidate] | None,
+    account: tuple[frozenset[str], frozenset[str]] | None,
     recency: Recency,
     as_of: int,
     lists: list[ListRequest],
 ) -> _Found:
-    ignored = await ignored_users(conn, user_id)
-    found = await candidates(conn, user_id, now.pdu, now.invite, left_after)
+    """The candidate rooms, recency, filter facts and ignored users; what is passed in
+    known (memberships, ``(ignored users, m.direct rooms)``) is not read again."""
+    ignored = await ignored_users(conn, user_id) if account is None else account[0]
+    every = known if known is not None else await memberships(conn, user_id, now.pdu, now.invite)
+    found = candidates(every, left_after)
     if ignored:
         found = {
             r: c
@@ -80,8 +100,9 @@ async def _find_rooms(
     update = await read_recency(conn, recency, as_of, list(found), now.pdu)
     spaces = sorted({s for lst in lists for s in lst.filters.spaces or ()})
     need = facts_needed(lists) | {"direct"}
-    facts = await read_facts(conn, user_id, found, spaces, now.pdu, need)
-    return _Found(found, update, facts, ignored)
+    direct = None if account is None else account[1]
+    facts = await read_facts(conn, user_id, found, spaces, now.pdu, need, direct)
+    return _Found(every, found, update, facts, ignored)
 
 
 @dataclass(slots=True)
@@ -126,6 +147,14 @@ class SlidingSyncHandler:
         self._notifier = notifier
         self._sync = sync
         self._recency = Recency()
+        #: Each user's memberships with the PDU and invite positions they were read at:
+        #: good while the notifier saw no membership change and no invite moved.
+        self._memberships: dict[str, tuple[int, int, dict[str, Candidate]]] = {}
+        #: Each user's ignored users and ``m.direct`` rooms, with the account-data
+        #: position they were read at (good while it has not moved).
+        self._account: dict[str, tuple[int, frozenset[str], frozenset[str]]] = {}
+        #: Each connection's live positions, as recorded in the database.
+        self._connections: dict[tuple[str, str, str], dict[int, Connection]] = {}
 
     async def sync(self, device: Device, req: SlidingRequest) -> dict[str, Any]:
         """The response body; waits up to ``req.timeout_ms`` for news when ``pos`` is given.
@@ -140,9 +169,12 @@ class SlidingSyncHandler:
             return await self._sliding(device, req)
 
     async def _sliding(self, device: Device, req: SlidingRequest) -> dict[str, Any]:
-        state = await self._engine.read(
-            load_connection, device.user_id, device.device_id, req.conn_id, req.pos
-        )
+        key = (device.user_id, device.device_id, req.conn_id)
+        state = self._connections.get(key, {}).get(req.pos or -1)
+        if state is None or now_ms() - state.created_ms > POSITION_TTL_MS:
+            state = await self._engine.read(
+                load_connection, device.user_id, device.device_id, req.conn_id, req.pos
+            )
         ext = req.extension("to_device")
         if ext is not None and ext.since:
             await self._sync.to_device_acks.acknowledge(
@@ -165,7 +197,7 @@ class SlidingSyncHandler:
                 await self._notifier.wait_for_update(device.user_id, now, device.device_id)
         changed_subs = subscriptions != state.subscriptions
         if built.news or changed_subs or state.pos is None:
-            pos = await self._engine.write(
+            connection_id, pos = await self._engine.write(
                 record_position,
                 device.user_id,
                 device.device_id,
@@ -176,12 +208,57 @@ class SlidingSyncHandler:
                 built.lists,
                 built.sent,
             )
+            self._remember_position(
+                key,
+                state,
+                Connection(
+                    connection_id,
+                    pos,
+                    now_ms(),
+                    now,
+                    subscriptions,
+                    built.lists,
+                    {**state.rooms, **built.sent},
+                ),
+            )
         else:
             pos = state.pos
         body = {"pos": str(pos), **built.body}
         if req.txn_id is not None:
             body["txn_id"] = req.txn_id
         return body
+
+    def _remember_position(
+        self, key: tuple[str, str, str], built_on: Connection, made: Connection
+    ) -> None:
+        """Keep the connection's live positions in memory: the one the request built on
+        (acknowledged) and the new one; the database holds the same."""
+        self._connections.pop(key, None)
+        live = (
+            {made.pos: made} if built_on.pos is None else {built_on.pos: built_on, made.pos: made}
+        )
+        self._connections[key] = {p: c for p, c in live.items() if p is not None}
+        while len(self._connections) > MEMBERSHIP_CACHE_USERS:
+            del self._connections[next(iter(self._connections))]
+
+    def _known_memberships(self, user_id: str, now: StreamToken) -> dict[str, Candidate] | None:
+        cached = self._memberships.get(user_id)
+        if cached is None:
+            return None
+        pdu, invite, every = cached
+        if invite != now.invite or pdu > now.pdu:
+            return None
+        if not self._notifier.memberships_quiet(user_id, pdu):
+            return None
+        return every
+
+    def _remember_memberships(
+        self, user_id: str, now: StreamToken, every: dict[str, Candidate]
+    ) -> None:
+        self._memberships.pop(user_id, None)
+        self._memberships[user_id] = (now.pdu, now.invite, every)
+        while len(self._memberships) > MEMBERSHIP_CACHE_USERS:
+            del self._memberships[next(iter(self._memberships))]
 
     async def _build(
         self,
@@ -193,16 +270,34 @@ class SlidingSyncHandler:
     ) -> _Built:
         user_id = device.user_id
         since = state.token
-        found = await self._engine.read(
-            _find_rooms,
+        cached = self._known_memberships(user_id, now)
+        known_account = self._account.get(user_id)
+        account = (
+            known_account[1:] if known_account and known_account[0] == now.account_data else None
+        )
+        args = (
             user_id,
             now,
             since.pdu if since is not None else None,
+            cached,
+            account,
             self._recency,
             self._recency.as_of,
             list(req.lists.values()),
         )
+        try:
+            # Everything may be known already: then no storage hop at all.
+            found = await _find_rooms(NO_STORAGE, *args)
+        except StorageNeeded:
+            found = await self._engine.read(_find_rooms, *args)
+        if found.facts.direct_data is not None:
+            self._account.pop(user_id, None)
+            self._account[user_id] = (now.account_data, found.ignored, found.facts.direct_data)
+            while len(self._account) > MEMBERSHIP_CACHE_USERS:
+                del self._account[next(iter(self._account))]
         self._recency.merge(found.recency)
+        if cached is None:
+            self._remember_memberships(user_id, now, found.every)
         recency = self._recency
         # Rooms to consider, with the config they are sent with (largest of all asks).
         configs: dict[str, RoomConfig] = {}

@@ -51,18 +51,14 @@ class Candidate:
     invite_json: str | None = None
 
 
-async def candidates(
-    conn: Conn, user_id: str, upto: int, invites_upto: int, left_after: int | None
+async def memberships(
+    conn: Conn, user_id: str, upto: int, invites_upto: int
 ) -> dict[str, Candidate]:
-    """Rooms the user is joined to, invited to or knocking on at ``upto``; with
-    ``left_after``, also those it left (or was banned from) at ``left_after < p <= upto``.
-    Invites include active ones from the invite stream (up to ``invites_upto``)."""
+    """Every membership the user has at ``upto`` (left and banned rooms too), with the
+    active invites of the invite stream (up to ``invites_upto``) folded in."""
     out: dict[str, Candidate] = {}
     for room_id, m in (await q.memberships_at(conn, user_id, upto)).items():
-        if m.membership in ("join", "invite", "knock") or (
-            left_after is not None and m.since > left_after
-        ):
-            out[room_id] = Candidate(room_id, m.membership, m.since, m.event_id)
+        out[room_id] = Candidate(room_id, m.membership, m.since, m.event_id)
     rows = await conn.fetch(
         "SELECT room_id, event_id, event_json FROM invites WHERE user_id = $1 AND pos <= $2 "
         "AND (retired_at IS NULL OR retired_at > $2) ORDER BY pos",
@@ -72,10 +68,25 @@ async def candidates(
     for row in rows:
         room_id = str(row[0])
         known = out.get(room_id)
-        if known is None or (known.membership == "invite" and known.event_id == row[1]):
-            since = known.since if known is not None else 0
+        if (
+            known is None
+            or known.membership in ("leave", "ban")
+            or (known.membership == "invite" and known.event_id == row[1])
+        ):
+            since = known.since if known is not None and known.membership == "invite" else 0
             out[room_id] = Candidate(room_id, "invite", since, str(row[1]), str(row[2]))
     return out
+
+
+def candidates(every: Mapping[str, Candidate], left_after: int | None) -> dict[str, Candidate]:
+    """Rooms the user is joined to, invited to or knocking on; with ``left_after``, also
+    those it left (or was banned from) at ``p > left_after``."""
+    return {
+        r: c
+        for r, c in every.items()
+        if c.membership in ("join", "invite", "knock")
+        or (left_after is not None and c.since > left_after)
+    }
 
 
 @dataclass(slots=True)
@@ -88,7 +99,14 @@ class Recency:
     as_of: int = 0
 
     def merge(self, update: RecencyUpdate) -> None:
-        """Fold in what a read found (positions only grow, so order does not matter)."""
+        """Fold in what a read found (positions only grow, so order does not matter).
+
+        A read that had to load its rooms whole (the cache was too far behind) replaces
+        the cache, unless the cache has moved past it meanwhile."""
+        if update.reset:
+            if update.upto < self.as_of:
+                return
+            self.latest, self.bump, self.as_of = {}, {}, update.upto
         for table, values in ((self.latest, update.latest), (self.bump, update.bump)):
             for room_id, pos in values.items():
                 if pos > table.get(room_id, 0):
@@ -110,6 +128,8 @@ class RecencyUpdate:
     bump: dict[str, int] = field(default_factory=dict)
     #: Rooms read whole (known even when they have no event yet).
     loaded: list[str] = field(default_factory=list)
+    #: Nothing was scanned: the rooms read whole are all that is known at ``upto``.
+    reset: bool = False
 
 
 _BUMP_CASE = "CASE WHEN type = ANY($3) THEN pos END"
@@ -125,7 +145,7 @@ async def read_recency(
     missing = [r for r in room_ids if r not in known.latest]
     if upto - as_of > SCAN_MAX or as_of > upto:
         missing = list(room_ids)
-        update.scanned_from = upto + 1  # nothing scanned: the cache's position stays
+        update.reset = True
     elif upto > as_of:
         rows = await conn.fetch(
             f"SELECT room_id, MAX(pos), MAX({_BUMP_CASE}) FROM events "
@@ -166,6 +186,8 @@ class RoomFacts:
     tags: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: space → its children (``m.space.child`` with a ``via``).
     children: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: The rooms the user's ``m.direct`` account data names, when read.
+    direct_data: frozenset[str] | None = None
 
 
 def facts_needed(lists: Iterable[ListRequest]) -> set[str]:
@@ -186,6 +208,22 @@ def facts_needed(lists: Iterable[ListRequest]) -> set[str]:
     return need
 
 
+async def direct_rooms(conn: Conn, user_id: str) -> frozenset[str]:
+    """The rooms the user's ``m.direct`` account data names."""
+    text = await conn.fetchval(
+        "SELECT content FROM account_data WHERE user_id = $1 AND room_id = '' "
+        "AND type = 'm.direct'",
+        user_id,
+    )
+    content = orjson.loads(text) if text else {}
+    out: set[str] = set()
+    if isinstance(content, dict):
+        for value in content.values():
+            if isinstance(value, list):
+                out.update(r for r in value if isinstance(r, str))
+    return frozenset(out)
+
+
 def _content(json_text: str) -> dict[str, object]:
     try:
         content = orjson.loads(json_text).get("content")
@@ -201,6 +239,7 @@ async def read_facts(
     spaces: Sequence[str],
     upto: int,
     need: set[str],
+    direct_data: frozenset[str] | None = None,
 ) -> RoomFacts:
     """The :class:`RoomFacts` in ``need`` for ``rooms`` as of ``upto``. Invites' facts come
     from their stripped state."""
@@ -211,16 +250,9 @@ async def read_facts(
     children: dict[str, frozenset[str]] = {}
     ids = list(rooms)
     if "direct" in need:
-        text = await conn.fetchval(
-            "SELECT content FROM account_data WHERE user_id = $1 AND room_id = '' "
-            "AND type = 'm.direct'",
-            user_id,
-        )
-        content = orjson.loads(text) if text else {}
-        if isinstance(content, dict):
-            for value in content.values():
-                if isinstance(value, list):
-                    direct.update(r for r in value if isinstance(r, str))
+        if direct_data is None:
+            direct_data = await direct_rooms(conn, user_id)
+        direct.update(direct_data)
         for c in rooms.values():
             if c.invite_json is not None and orjson.loads(c.invite_json).get("content", {}).get(
                 "is_direct"
@@ -281,7 +313,9 @@ async def read_facts(
             if _content(str(r[2])).get("via"):
                 found.setdefault(str(r[0]), set()).add(str(r[1]))
         children = {s: frozenset(c) for s, c in found.items()}
-    return RoomFacts(frozenset(direct), frozenset(encrypted), room_type, tags, children)
+    return RoomFacts(
+        frozenset(direct), frozenset(encrypted), room_type, tags, children, direct_data
+    )
 
 
 def passes(f: ListFilters, c: Candidate, facts: RoomFacts) -> bool:

@@ -23,7 +23,7 @@ import orjson
 from ..filters import RoomEventFilter
 from ..storage import Array, Conn
 from ..storage import rooms as q
-from ..storage.visibility import load_access
+from ..storage.visibility import RoomAccess, load_access
 from ..sync.streams.invites import invite_state
 from ..sync.streams.pdu import knock_state
 from ..sync.timeline import Viewer, prev_batch, select_recent
@@ -99,14 +99,17 @@ async def _required_state(
     sent: SentRoom | None,
     upto: int,
     lazy_users: list[str],
-) -> tuple[list[q.StateEvent], frozenset[str]]:
-    """The state entries to send and the lazy members the client has afterwards."""
+) -> tuple[list[q.StateEvent], frozenset[str], bool]:
+    """The state entries to send, the lazy members the client has afterwards, and whether
+    the room's name, avatar or members may have changed since it was last sent."""
     if sent is None:
-        return await _select_state(conn, room_id, upto, rs, lazy_users), frozenset(lazy_users)
+        state = await _select_state(conn, room_id, upto, rs, lazy_users)
+        return state, frozenset(lazy_users), True
     known_lazy = sent.lazy_members
+    delta = await q.state_delta(conn, room_id, sent.sent_upto, upto)
     entries = [
         s
-        for s in await q.state_delta(conn, room_id, sent.sent_upto, upto)
+        for s in delta
         if rs.matches(s.type, s.state_key)
         or (rs.lazy and s.type == q.MEMBER and s.state_key in known_lazy)
     ]
@@ -122,7 +125,8 @@ async def _required_state(
             if not sent.required_state.matches(s.type, s.state_key) or s.state_key in new_lazy
         ]
     unique = {s.event_id: s for s in entries}
-    return list(unique.values()), known_lazy | frozenset(lazy_users)
+    moved = any(s.type in _META_TYPES for s in delta)
+    return list(unique.values()), known_lazy | frozenset(lazy_users), moved
 
 
 async def _unread(conn: Conn, user_id: str, room_ids: list[str]) -> dict[str, tuple[int, int]]:
@@ -168,9 +172,29 @@ async def build_rooms(
     sent_now: dict[str, SentRoom] = {}
     now = scope.now.pdu
     inside = [p for p in plans if p.candidate.membership in ("join", "leave", "ban")]
-    access = await load_access(conn, scope.user_id, [p.candidate.room_id for p in inside], now)
+    # A room the user was joined to all through what the timeline may show (it was sent
+    # already, after the join): every event there is visible, no rows are needed to judge.
+    steady = {
+        p.candidate.room_id: RoomAccess.joined_from(scope.user_id, p.candidate.since)
+        for p in inside
+        if p.candidate.membership == "join"
+        and p.sent is not None
+        and p.sent.sent_upto >= p.candidate.since
+        and p.config.timeline_limit <= p.sent.timeline_limit
+    }
+    access = await load_access(
+        conn,
+        scope.user_id,
+        [p.candidate.room_id for p in inside if p.candidate.room_id not in steady],
+        now,
+    )
+    access.update(steady)
     joined = [p.candidate.room_id for p in inside if p.candidate.membership == "join"]
-    summaries = await q.room_summaries(conn, joined, now, scope.user_id) if joined else {}
+    # Rooms sent for the first time need their summary: read those in one query.
+    fresh = [
+        p.candidate.room_id for p in inside if p.sent is None and p.candidate.membership == "join"
+    ]
+    summaries = await q.room_summaries(conn, fresh, now, scope.user_id) if fresh else {}
     unread = await _unread(conn, scope.user_id, joined) if joined else {}
     for plan in plans:
         c = plan.candidate
@@ -213,16 +237,21 @@ async def build_rooms(
         lazy_users = (
             list(dict.fromkeys([*(e.sender for e in events), scope.user_id])) if rs.lazy else []
         )
-        state, lazy_known = await _required_state(
+        state, lazy_known, moved = await _required_state(
             conn, scope, c.room_id, rs, sent, upto, lazy_users
         )
-        summary = summaries.get(c.room_id) or await q.room_summary(
-            conn, c.room_id, upto, scope.user_id
-        )
-        meta_state = await q.state_at(
-            conn, c.room_id, upto, types=_META_TYPES, members=summary.heroes
-        )
-        room.update(_meta(meta_state, summary.heroes))
+        if moved or expanded:
+            # Name, avatar, heroes and member counts: sent the first time and whenever
+            # they may have changed.
+            summary = summaries.get(c.room_id) or await q.room_summary(
+                conn, c.room_id, upto, scope.user_id
+            )
+            meta_state = await q.state_at(
+                conn, c.room_id, upto, types=_META_TYPES, members=summary.heroes
+            )
+            room.update(_meta(meta_state, summary.heroes))
+            room["joined_count"] = summary.joined
+            room["invited_count"] = summary.invited
         since_pdu = scope.since.pdu if scope.since is not None else None
         room.update(
             {
@@ -231,8 +260,6 @@ async def build_rooms(
                 "prev_batch": prev_batch(events, upto, scope.now),
                 "limited": chosen.limited,
                 "num_live": 0 if since_pdu is None else sum(1 for e in events if e.pos > since_pdu),
-                "joined_count": summary.joined,
-                "invited_count": summary.invited,
             }
         )
         if expanded:

@@ -24,6 +24,8 @@ from .request import RequiredState, RoomConfig, unknown_pos
 
 #: A position unused for this long is forgotten: the client must start over.
 POSITION_TTL_MS = 7 * 24 * 3600 * 1000
+#: Superseded room rows are deleted when the acknowledged position is a multiple of this.
+COMPACT_EVERY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,8 @@ class Connection:
 
     id: int | None = None
     pos: int | None = None
+    #: When ``pos`` was recorded (ms since the epoch).
+    created_ms: int = 0
     token: StreamToken | None = None
     subscriptions: dict[str, RoomConfig] = field(default_factory=dict)
     lists: dict[str, ListState] = field(default_factory=dict)
@@ -66,7 +70,7 @@ def _config(value: list[Any]) -> RoomConfig:
     return RoomConfig(RequiredState(frozenset((t, k) for t, k in value[0])), int(value[1]))
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
     return int(time.time() * 1000)
 
 
@@ -81,20 +85,22 @@ async def load_connection(
     if pos is None:
         return Connection()
     row = await conn.fetchrow(
-        "SELECT p.connection_id, p.token, p.subscriptions, p.lists FROM sliding_positions p "
+        "SELECT p.connection_id, p.token, p.subscriptions, p.lists, p.created_at "
+        "FROM sliding_positions p "
         "JOIN sliding_connections c ON c.id = p.connection_id WHERE p.pos = $1 "
         "AND c.user_id = $2 AND c.device_id = $3 AND c.conn_id = $4 AND p.created_at > $5",
         pos,
         user_id,
         device_id,
         conn_id,
-        _now_ms() - POSITION_TTL_MS,
+        now_ms() - POSITION_TTL_MS,
     )
     if row is None:
         raise unknown_pos()
     connection = Connection(
         id=int(row[0]),
         pos=pos,
+        created_ms=int(row[4]),
         token=StreamToken.parse(str(row[1])),
         subscriptions={r: _config(v) for r, v in orjson.loads(row[2]).items()},
         lists={n: ListState(int(v[0]), list(v[1])) for n, v in orjson.loads(row[3]).items()},
@@ -116,8 +122,11 @@ async def load_connection(
 
 
 async def _next(conn: Conn, name: str) -> int:
-    await conn.execute("UPDATE sliding_counters SET value = value + 1 WHERE name = $1", name)
-    return int(await conn.fetchval("SELECT value FROM sliding_counters WHERE name = $1", name))
+    return int(
+        await conn.fetchval(
+            "UPDATE sliding_counters SET value = value + 1 WHERE name = $1 RETURNING value", name
+        )
+    )
 
 
 async def _forget(conn: Conn, connection_id: int) -> None:
@@ -136,8 +145,9 @@ async def record_position(
     subscriptions: dict[str, RoomConfig],
     lists: dict[str, ListState],
     rooms: dict[str, SentRoom],
-) -> int:
-    """Record a response built on ``built_on`` and return its new position.
+) -> tuple[int, int]:
+    """Record a response built on ``built_on``; return the connection's ID and the new
+    position.
 
     A new connection (``built_on.id`` None) replaces any earlier one of the same
     ``(user, device, conn_id)``. Otherwise ``built_on.pos`` is acknowledged: the
@@ -145,7 +155,7 @@ async def record_position(
     room rows it supersedes are compacted away. 400 ``M_UNKNOWN_POS`` if the connection
     was replaced meanwhile.
     """
-    now_ms = _now_ms()
+    created = now_ms()
     connection_id = built_on.id
     if connection_id is None:
         old = await conn.fetchval(
@@ -165,26 +175,35 @@ async def record_position(
             user_id,
             device_id,
             conn_id,
-            now_ms,
+            created,
         )
     else:
         acked = built_on.pos
+        assert acked is not None
+        dropped = await conn.fetch(
+            "DELETE FROM sliding_positions WHERE connection_id = $1 AND pos <> $2 RETURNING pos",
+            connection_id,
+            acked,
+        )
         live = await conn.fetchval("SELECT 1 FROM sliding_positions WHERE pos = $1", acked)
         if live is None:
             raise unknown_pos("This connection was reset by a newer request")
-        await conn.execute(
-            "DELETE FROM sliding_positions WHERE connection_id = $1 AND pos <> $2",
-            connection_id,
-            acked,
-        )
-        await conn.execute(
-            "DELETE FROM sliding_rooms WHERE connection_id = $1 AND (pos > $2 OR (pos < $2 "
-            "AND EXISTS (SELECT 1 FROM sliding_rooms newer WHERE newer.connection_id = $1 "
-            "AND newer.room_id = sliding_rooms.room_id AND newer.pos > sliding_rooms.pos "
-            "AND newer.pos <= $2)))",
-            connection_id,
-            acked,
-        )
+        if any(int(r[0]) > acked for r in dropped):
+            # A response after ``acked`` was given but not used: forget what it sent.
+            await conn.execute(
+                "DELETE FROM sliding_rooms WHERE connection_id = $1 AND pos > $2",
+                connection_id,
+                acked,
+            )
+        if acked % COMPACT_EVERY == 0:
+            await conn.execute(
+                "DELETE FROM sliding_rooms WHERE connection_id = $1 AND pos < $2 AND EXISTS "
+                "(SELECT 1 FROM sliding_rooms newer WHERE newer.connection_id = $1 "
+                "AND newer.room_id = sliding_rooms.room_id AND newer.pos > sliding_rooms.pos "
+                "AND newer.pos <= $2)",
+                connection_id,
+                acked,
+            )
     pos = await _next(conn, "pos")
     await conn.execute(
         "INSERT INTO sliding_positions (pos, connection_id, token, subscriptions, lists, "
@@ -194,7 +213,7 @@ async def record_position(
         str(token),
         orjson.dumps({r: _config_json(c) for r, c in subscriptions.items()}).decode(),
         orjson.dumps({n: [s.count, s.rooms] for n, s in lists.items()}).decode(),
-        now_ms,
+        created,
     )
     await conn.executemany(
         "INSERT INTO sliding_rooms (connection_id, room_id, pos, sent_upto, timeline_limit, "
@@ -212,4 +231,4 @@ async def record_position(
             for room_id, sent in rooms.items()
         ],
     )
-    return pos
+    return connection_id, pos

@@ -135,21 +135,17 @@ async def list_devices(conn: Conn, user_id: str | None = None) -> list[DeviceInf
     return [DeviceInfo(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 
-async def revoke_token(conn: Conn, token: str) -> tuple[str, str] | None:
-    """Remove the device holding ``token`` (the token stops working); which one it was,
-    or None if no device holds it."""
-    row = await conn.fetchrow(
-        "DELETE FROM devices WHERE token_hash = $1 RETURNING user_id, device_id",
-        hash_token(token),
-    )
-    if row is None:
-        return None
-    await token_changed(conn)
-    return (str(row[0]), str(row[1]))
+async def remove_device_of_token(conn: Conn, token: str) -> tuple[str, str] | None:
+    """Delete the device holding ``token``, revoking the token; which device it was, or
+    None if no device holds it."""
+    owner = await token_owner(conn, token)
+    if owner is not None:
+        await remove_device(conn, *owner)
+    return owner
 
 
-async def revoke_device(conn: Conn, user_id: str, device_id: str) -> bool:
-    """Remove a device (its token stops working); False if it was not registered."""
+async def remove_device(conn: Conn, user_id: str, device_id: str) -> bool:
+    """Delete a device, revoking its token; False if there was no such device."""
     row = await conn.fetchrow(
         "DELETE FROM devices WHERE user_id = $1 AND device_id = $2 RETURNING device_id",
         user_id,

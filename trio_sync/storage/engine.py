@@ -5,7 +5,13 @@ Storage operations are ``async def op(conn, *args)`` functions written once agai
 Trio loop: SQLite drives the coroutine to completion in a worker thread (the connection's
 methods never suspend), PostgreSQL awaits it inside asyncio through the trio-asyncio bridge.
 SQL is written in PostgreSQL's dialect (``$1`` placeholders, ``= ANY($n)`` for IN lists,
-``ON CONFLICT`` upserts, ``RETURNING``); the SQLite engine rewrites the first two.
+``ON CONFLICT`` upserts, ``RETURNING``); the SQLite engine rewrites the first two. Where
+the two need different SQL for the same set (PostgreSQL's ``LATERAL``), an operation asks
+``conn.dialect``.
+
+Each engine counts the statements its operations issue (:attr:`Engine.statements`,
+transaction control not included): tests and the bench read it to show how many round
+trips a request costs.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ class Row(Protocol):
 
 class Conn(Protocol):
     """A connection inside a transaction, as a storage operation sees it."""
+
+    #: ``sqlite`` or ``postgres``: for the few queries whose SQL differs.
+    dialect: str
 
     async def fetch(self, sql: str, *args: object) -> Sequence[Row]:
         """All rows of a query."""
@@ -90,6 +99,8 @@ class Engine(Protocol):
     """One database: opened by ``open_engine`` and closed when its context exits."""
 
     name: str
+    #: How many statements operations have issued so far (BEGIN/COMMIT not counted).
+    statements: int
 
     async def read(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` in a read-only snapshot transaction.

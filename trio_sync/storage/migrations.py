@@ -1,4 +1,9 @@
-"""Versioned migrations: ``NNN_name.sql`` files applied in order, recorded in a table."""
+"""Versioned migrations: ``NNN_name.sql`` files applied in order, recorded in a table.
+
+A migration that needs each database's own dialect (JSON functions differ) comes as a pair
+``NNN_name.sqlite.sql`` / ``NNN_name.postgres.sql`` sharing one version; each engine runs
+its own.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from .engine import Conn, Engine
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"(\d{3})_[a-z0-9_]+\.sql")
+_NAME = re.compile(r"(\d{3})_[a-z0-9_]+(?:\.(sqlite|postgres))?\.sql")
 
 
 def sql_dir() -> Path:
@@ -27,14 +32,15 @@ def sql_dir() -> Path:
     raise StorageError("migration files not found (trio_sync/sql or ./sql)")
 
 
-def migration_files() -> list[tuple[int, Path]]:
-    """All migrations, ordered by version."""
-    found = []
-    for path in sql_dir().iterdir():
+def migration_files(dialect: str | None = None) -> list[tuple[int, Path]]:
+    """The migrations of ``dialect`` (an engine's name), ordered by version; without one,
+    one file per version."""
+    found: dict[int, Path] = {}
+    for path in sorted(sql_dir().iterdir()):
         match = _NAME.fullmatch(path.name)
-        if match:
-            found.append((int(match[1]), path))
-    return sorted(found)
+        if match and (dialect is None or match[2] in (None, dialect)):
+            found.setdefault(int(match[1]), path)
+    return sorted(found.items())
 
 
 async def _applied(conn: Conn) -> set[int]:
@@ -53,7 +59,7 @@ async def migrate(engine: Engine) -> list[int]:
     """
     done = await engine.write(_applied)
     applied = []
-    for version, path in migration_files():
+    for version, path in migration_files(engine.name):
         if version in done:
             continue
         script = path.read_text()

@@ -5,6 +5,12 @@ asyncio against a pooled connection and its transaction, and only the result com
 Reads run in ``REPEATABLE READ READ ONLY`` transactions, so every query of an operation
 sees one snapshot; ``read_one`` runs a single-statement operation without one (a statement
 is its own snapshot), saving the BEGIN and COMMIT round trips.
+
+A connection the server dropped (restart, ``pg_terminate_backend``, a network cut) is
+noticed on its next use: it is thrown away, logged once (one warning line per lost
+connection), and a read is run again, once, on a fresh connection — a read has no effect
+to double. A write is not retried here: its caller decides (the ingest task retries whole
+batches, which are idempotent).
 """
 
 from __future__ import annotations
@@ -25,8 +31,26 @@ from ..observability.metrics import DB_OPERATION
 from .engine import Array, Conn, Op, P, Row, T
 
 log = logging.getLogger(__name__)
+
 _READ_TIME = DB_OPERATION.labels("postgres", "read")
 _WRITE_TIME = DB_OPERATION.labels("postgres", "write")
+#: Errors that mean the connection is gone (not that the statement failed).
+_LOST = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    # The protocol state of a connection cut mid-operation ("another operation is in
+    # progress"): the connection is unusable.
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+class ConnectionLost(StorageError):
+    """The operation failed because its connection died (it was thrown away)."""
 
 
 def _params(args: Sequence[object]) -> tuple[object, ...]:
@@ -34,24 +58,31 @@ def _params(args: Sequence[object]) -> tuple[object, ...]:
 
 
 class _PgConn:
-    __slots__ = ("_c",)
+    __slots__ = ("_c", "_engine")
+    dialect = "postgres"
 
-    def __init__(self, c: Any) -> None:
+    def __init__(self, c: Any, engine: PostgresEngine) -> None:
         self._c = c
+        self._engine = engine
 
     async def fetch(self, sql: str, *args: object) -> Sequence[Row]:
+        self._engine.statements += 1
         return await self._c.fetch(sql, *_params(args))  # type: ignore[no-any-return]
 
     async def fetchrow(self, sql: str, *args: object) -> Row | None:
+        self._engine.statements += 1
         return await self._c.fetchrow(sql, *_params(args))  # type: ignore[no-any-return]
 
     async def fetchval(self, sql: str, *args: object) -> Any:
+        self._engine.statements += 1
         return await self._c.fetchval(sql, *_params(args))
 
     async def execute(self, sql: str, *args: object) -> None:
+        self._engine.statements += 1
         await self._c.execute(sql, *_params(args))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        self._engine.statements += 1
         await self._c.executemany(sql, [_params(r) for r in rows])
 
     async def notify(self, channel: str) -> None:
@@ -135,6 +166,8 @@ class PostgresEngine:
         self._write_lock = trio.Lock()
         self._readers = [_Slot() for _ in range(readers)]
         self._reader_slots = trio.Semaphore(readers)
+        #: Counted in the asyncio loop, which runs in Trio's thread.
+        self.statements = 0
 
     async def _run(
         self, slot: _Slot, op: Op[..., T], args: Any, kwargs: Any, tx: tuple[str, bool] | None
@@ -147,14 +180,20 @@ class PostgresEngine:
                 )
             conn = slot.conn
             if tx is None:
-                return await op(_PgConn(conn), *args, **kwargs)
+                return await op(_PgConn(conn, self), *args, **kwargs)
             async with conn.transaction(isolation=tx[0], readonly=tx[1]):
-                return await op(_PgConn(conn), *args, **kwargs)
+                return await op(_PgConn(conn, self), *args, **kwargs)
+        except _LOST as exc:
+            if slot.conn is not None:
+                log.warning(
+                    "PostgreSQL connection lost (%s: %s); reconnecting",
+                    type(exc).__name__,
+                    str(exc)[:200] or "closed",
+                )
+            self._drop(slot)
+            raise ConnectionLost(f"postgres connection lost: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise StorageError(f"postgres: {exc}") from exc
-        except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
-            self._drop(slot)
-            raise StorageError(f"postgres connection lost: {exc}") from exc
         except BaseException:
             # Cancelled half way: the connection's state is unknown, so never reuse it.
             self._drop(slot)
@@ -171,7 +210,11 @@ class PostgresEngine:
         async with self._reader_slots:
             slot = self._readers.pop()
             try:
-                return await run_asyncio(self._run, slot, op, args, kwargs, tx)
+                try:
+                    return await run_asyncio(self._run, slot, op, args, kwargs, tx)
+                except ConnectionLost:
+                    # Once more, on a fresh connection.
+                    return await run_asyncio(self._run, slot, op, args, kwargs, tx)
             finally:
                 self._readers.append(slot)
                 _READ_TIME.observe(time.perf_counter() - started)

@@ -76,6 +76,24 @@ class Parent:
     rel_type: str | None
 
 
+async def parents_with_children(
+    conn: Conn, room_ids: Sequence[str], parent_ids: Sequence[str], upto: int
+) -> set[str]:
+    """Which of ``parent_ids`` (events of ``room_ids``) have a child of a bundled relation
+    type at ``p <= upto``: one query for any number of rooms."""
+    if not parent_ids:
+        return set()
+    rows = await conn.fetch(
+        "SELECT DISTINCT parent_id FROM relations WHERE room_id = ANY($1) "
+        "AND parent_id = ANY($2) AND rel_type = ANY($3) AND pos <= $4",
+        Array(list(room_ids)),
+        Array(list(parent_ids)),
+        Array(list(BUNDLED)),
+        upto,
+    )
+    return {str(r[0]) for r in rows}
+
+
 async def children(
     conn: Conn, room_id: str, parent_ids: Sequence[str], upto: int
 ) -> tuple[list[Child], dict[str, Parent]]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
+
 from .engine import FOREVER, Array, Conn, Row
 
 MEMBER = "m.room.member"
@@ -173,6 +175,42 @@ async def events_page(
     return [_timeline_event(r) for r in rows]
 
 
+async def newest_pages(
+    conn: Conn, room_ids: Sequence[str], after: int, upto: int, limit: int, fmt: str = "client"
+) -> dict[str, list[TimelineEvent]]:
+    """For every room of ``room_ids``, what :func:`events_page` (``after``, ``upto + 1``,
+    ``limit``) returns: its newest ``limit`` syncable events at ``after < p <= upto``,
+    newest first. One statement for all rooms, each room costing an index descent and
+    the rows it returns (PostgreSQL: ``LATERAL``; SQLite: the range's lower bound found
+    per room by a correlated subquery)."""
+    if not room_ids:
+        return {}
+    cols = ", ".join(f"e.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
+    if conn.dialect == "postgres":
+        sql = (
+            f"SELECT r.room_id, {cols}, e.{json_column(fmt)} FROM unnest($1::text[]) AS r(room_id) "
+            f"CROSS JOIN LATERAL (SELECT * FROM events WHERE room_id = r.room_id AND pos > $2 "
+            "AND pos <= $3 AND exclude_from_sync = 0 ORDER BY pos DESC LIMIT $4) AS e "
+            "ORDER BY r.room_id, e.pos DESC"
+        )
+        room_list: object = Array(list(room_ids))
+    else:
+        sql = (
+            f"SELECT r.value, {cols}, e.{json_column(fmt)} FROM json_each($1) AS r "
+            "JOIN events e ON e.room_id = r.value AND e.pos <= $3 AND e.pos > COALESCE(("
+            "SELECT x.pos FROM events x WHERE x.room_id = r.value AND x.pos > $2 "
+            "AND x.pos <= $3 AND x.exclude_from_sync = 0 ORDER BY x.pos DESC "
+            "LIMIT 1 OFFSET $4 - 1) - 1, $2) "
+            "WHERE e.exclude_from_sync = 0 ORDER BY r.value, e.pos DESC"
+        )
+        room_list = Array(list(room_ids))
+    rows = await conn.fetch(sql, room_list, after, upto, limit)
+    out: dict[str, list[TimelineEvent]] = {r: [] for r in room_ids}
+    for r in rows:
+        out[r[0]].append(_timeline_event(r, 1))
+    return out
+
+
 async def event_by_id(
     conn: Conn, event_id: str, fmt: str = "client", *, outliers: bool = False
 ) -> tuple[str, TimelineEvent] | None:
@@ -227,6 +265,38 @@ async def state_at(
         *args,
     )
     return _state_rows(rows)
+
+
+async def states_at(
+    conn: Conn, points: dict[str, int], fmt: str = "client"
+) -> dict[str, list[StateEvent]]:
+    """For every room of ``points``, what :func:`state_at` (room, ``points[room]``)
+    returns, in one statement."""
+    if not points:
+        return {}
+    select = f"SELECT s.room_id, e.event_id, s.type, s.state_key, e.sender, e.{json_column(fmt)} "
+    join = (
+        "JOIN room_state s ON s.room_id = r.room_id AND s.added_at <= r.at "
+        "AND s.removed_at > r.at JOIN events e ON e.event_id = s.event_id "
+        "ORDER BY s.room_id, s.added_at, s.type, s.state_key"
+    )
+    if conn.dialect == "postgres":
+        rows = await conn.fetch(
+            f"{select}FROM unnest($1::text[], $2::bigint[]) AS r(room_id, at) {join}",
+            Array(list(points)),
+            Array(list(points.values())),
+        )
+    else:
+        pairs = [[room_id, at] for room_id, at in points.items()]
+        rows = await conn.fetch(
+            f"{select}FROM (SELECT json_extract(value, '$[0]') AS room_id, "
+            "json_extract(value, '$[1]') AS at FROM json_each($1)) AS r " + join,
+            orjson.dumps(pairs).decode(),
+        )
+    out: dict[str, list[StateEvent]] = {r: [] for r in points}
+    for r in rows:
+        out[r[0]].append(StateEvent(r[1], r[2], r[3], r[4], r[5]))
+    return out
 
 
 def _state_limits(

@@ -76,6 +76,22 @@ class RoomAccess:
     user_id: str
     visibility: _Intervals = field(default_factory=_Intervals)
     membership: _Intervals = field(default_factory=_Intervals)
+    #: Events of forked histories whose own state differs from the linear state before
+    #: their position (``event_state_before``): position → setting / membership at them.
+    setting_at_event: dict[int, str] = field(default_factory=dict)
+    membership_at_event: dict[int, str] = field(default_factory=dict)
+
+    def _setting_before(self, pos: int) -> str:
+        found = self.setting_at_event.get(pos)
+        return found if found is not None else self.setting_at(pos - 1)
+
+    def _membership_before(self, pos: int) -> str:
+        found = self.membership_at_event.get(pos)
+        return found if found is not None else self.membership_at(pos - 1)
+
+    #: The user was never joined: it sees only what anyone sees (``world_readable``
+    #: history), whatever an invite or knock would otherwise allow.
+    outsider: bool = False
 
     @classmethod
     def joined_from(cls, user_id: str, since: int) -> RoomAccess:
@@ -108,6 +124,9 @@ class RoomAccess:
         """
         if self.membership_at(upto) != "join":
             return False
+        forked = (*self.setting_at_event, *self.membership_at_event)
+        if any(after < p <= upto for p in forked):
+            return False
         v = self.visibility
         for start, end, value in zip(v.starts, v.ends, v.values, strict=True):
             if end > after and start <= upto and value not in _OPEN:
@@ -134,6 +153,8 @@ class RoomAccess:
         # Before the first setting the default, shared, holds.
         if (not v.starts or v.starts[0] > 0) and self.joined_after(0):
             candidates.append(0)
+        # An event of a forked history is judged by its own state.
+        candidates += [*self.setting_at_event, *self.membership_at_event]
         return min(candidates) if candidates else None
 
     def left_at(self) -> int | None:
@@ -146,8 +167,16 @@ class RoomAccess:
         """Whether the user has had any membership of the room (up to the snapshot)."""
         return bool(self.membership.starts)
 
+    def ever_joined(self) -> bool:
+        """Whether the user has been joined to the room at some point (up to the snapshot)."""
+        return "join" in self.membership.values
+
     def _allows(self, setting: str, membership: str, pos: int) -> bool:
-        if setting == "world_readable" or membership == "join":
+        if setting == "world_readable":
+            return True
+        if self.outsider:
+            return False
+        if membership == "join":
             return True
         if setting == "shared" and self.joined_after(pos):
             return True
@@ -155,8 +184,8 @@ class RoomAccess:
 
     def visible(self, pos: int, etype: str, state_key: str | None) -> bool:
         """Whether the user may see the event at ``pos`` (of type ``etype``)."""
-        setting = self.setting_at(pos - 1)
-        membership = self.membership_at(pos - 1)
+        setting = self._setting_before(pos)
+        membership = self._membership_before(pos)
         if self._allows(setting, membership, pos):
             return True
         is_setting = etype == HISTORY_VISIBILITY and state_key == ""
@@ -177,7 +206,7 @@ class RoomAccess:
         membership events, before anything else."""
         if etype == MEMBER and state_key == self.user_id:
             return self.membership_at(pos)
-        return self.membership_at(pos - 1)
+        return self._membership_before(pos)
 
 
 async def load_access(
@@ -198,7 +227,12 @@ async def load_access(
         "CASE WHEN s.type = $2 THEN e.client_json END FROM room_state s "
         "LEFT JOIN events e ON e.event_id = s.event_id AND s.type = $2 "
         "WHERE s.room_id = ANY($1) AND s.added_at <= $5 AND ((s.type = $2 AND s.state_key = '') "
-        "OR (s.type = $3 AND s.state_key = $4))",
+        "OR (s.type = $3 AND s.state_key = $4)) "
+        "UNION ALL SELECT b.room_id, b.type, b.membership, b.pos, -1, "
+        "CASE WHEN b.type = $2 THEN e.client_json END FROM event_state_before b "
+        "LEFT JOIN events e ON e.event_id = b.event_id AND b.type = $2 "
+        "WHERE b.room_id = ANY($1) AND b.pos <= $5 AND ((b.type = $2 AND b.state_key = '') "
+        "OR (b.type = $3 AND b.state_key = $4))",
         Array(rooms),
         HISTORY_VISIBILITY,
         MEMBER,
@@ -208,6 +242,13 @@ async def load_access(
     for row in rows:
         etype, membership, added, removed, content_json = (row[i] for i in range(1, 6))
         access = out[row[0]]
+        if removed == -1:  # the state at an event of a forked history
+            if etype == MEMBER:
+                access.membership_at_event[added] = membership or "leave"
+            else:
+                content = orjson.loads(content_json).get("content") if content_json else None
+                access.setting_at_event[added] = setting_of(content)
+            continue
         end = FOREVER if removed > upto else removed
         if etype == MEMBER:
             access.membership.add(added, end, membership or "leave")
@@ -218,3 +259,16 @@ async def load_access(
         access.membership.sort()
         access.visibility.sort()
     return out
+
+
+async def rooms_with_forks(conn: Conn, room_ids: Iterable[str], after: int, upto: int) -> set[str]:
+    """Which of ``room_ids`` have an event of a forked history (judged by its own state)
+    at ``after < p <= upto``."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT room_id FROM event_state_before WHERE room_id = ANY($1) "
+        "AND pos > $2 AND pos <= $3",
+        Array(list(room_ids)),
+        after,
+        upto,
+    )
+    return {r[0] for r in rows}

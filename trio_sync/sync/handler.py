@@ -1,9 +1,13 @@
 """``/sync`` by stage: parse → wait → gather → shape.
 
-The wait is the only place a request parks: a ``trio.move_on_after`` around
-:meth:`Notifier.wait_for_update`, so ``timeout`` is a cancel scope's deadline and a client
-that disconnects cancels the wait at once. Gathering is one storage read (one hop off the
-Trio loop, one snapshot) bounded by the token taken after the wait.
+The wait is the only place a request parks: one cancel scope, registered with
+:meth:`Notifier.parked` (which cancels it when something arrives) and whose deadline is
+``timeout``, around the caller's :data:`Park` hook. A request whose answer is ready (no
+``since``, ``full_state``, ``timeout=0``, or something already after ``since``) never
+enters that scope nor the hook: it runs straight through. The hook is where the HTTP
+layer watches for the client going away, in the request's own task: a parked poll is
+one task, one cancel scope and one registration. Gathering is one storage read
+(one hop off the Trio loop, one snapshot) bounded by the token taken after the wait.
 
 Before the wait, the device's ``set_presence`` is recorded (a write only when it changed)
 and to-device messages the ``since`` acknowledges are deleted (a write only when some were
@@ -37,9 +41,23 @@ from .timeline import Viewer
 #: How many devices' lazy-loading memory is kept (least recently syncing dropped first).
 LAZY_CACHE_DEVICES = 10_000
 
+#: What a parked request awaits until the notifier (or the timeout) cancels it. The HTTP
+#: layer passes one that reads its client's messages and raises :class:`ClientGone` when
+#: the client goes away; the default sleeps.
+Park = Callable[[], Awaitable[object]]
+
+
+class ClientGone(Exception):
+    """Raised out of a :data:`Park` hook when the client left while its request was
+    parked; nothing is to be sent."""
+
 
 async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
-    resp = SyncResponse(next_batch=ctx.now, state_field=ctx.state_field)
+    resp = SyncResponse(
+        next_batch=ctx.now,
+        state_field=ctx.state_field,
+        client_format=ctx.viewer.fmt != "federation",
+    )
     since = ctx.since
     if since is None or ctx.full_state or since.pdu < ctx.now.pdu or since.invite < ctx.now.invite:
         # Room events and invites from ignored users are never served.
@@ -94,20 +112,24 @@ class SyncHandler:
             raise MatrixError(404, "M_NOT_FOUND", f"No filter {filter_id} for {user_id}")
         return parse_filter_json(stored)
 
-    async def sync(self, device: Device, req: SyncRequest) -> SyncResponse:
+    async def sync(
+        self, device: Device, req: SyncRequest, park: Park = trio.sleep_forever
+    ) -> SyncResponse:
         """Build the response; for an incremental sync, wait up to ``req.timeout_ms`` first.
 
         A complete sync (no ``since``) and ``full_state=true`` never wait. An incremental
         sync returns as soon as something for this user is committed; on timeout it
-        returns an empty response whose ``next_batch`` is not before ``since``.
-        Cancellation (client disconnect) ends the wait at once and leaves nothing behind.
+        returns an empty response whose ``next_batch`` is not before ``since``. Only a
+        request that has to wait awaits ``park()``, in a cancel scope the notifier cancels
+        when something arrives and whose deadline is the timeout. Cancellation (or
+        :class:`ClientGone` from ``park``) ends the wait at once and leaves nothing behind.
         """
         if self.presence is None:
-            return await self._sync(device, req)
+            return await self._sync(device, req, park)
         with self.presence.syncing(device):
-            return await self._sync(device, req)
+            return await self._sync(device, req, park)
 
-    async def _sync(self, device: Device, req: SyncRequest) -> SyncResponse:
+    async def _sync(self, device: Device, req: SyncRequest, park: Park) -> SyncResponse:
         filt = await self.resolve_filter(device.user_id, req.filter)
         if self.presence is not None:
             await self.presence.set_device(device, req.set_presence)
@@ -118,11 +140,24 @@ class SyncHandler:
             return await self._build(device, req, since, self.now_token(since), filt)
         deadline = trio.current_time() + req.timeout_ms / 1000
         wait_from = since
+        notifier = self._notifier
+        user_id, device_id = device.user_id, device.device_id
         while True:
-            with trio.move_on_at(deadline):
-                await self._notifier.wait_for_update(device.user_id, wait_from, device.device_id)
+            if trio.current_time() < deadline and not notifier.has_news(
+                user_id, wait_from, device_id
+            ):
+                with (
+                    trio.CancelScope(deadline=deadline) as scope,
+                    notifier.parked(user_id, wait_from, device_id, scope),
+                ):
+                    await park()
             now = self.now_token(since)
-            resp = await self._build(device, req, since, now, filt)
+            # Nothing touched this user (or device) after ``since``: the answer is that of
+            # the empty range now..now, which needs no storage read once the device's key
+            # counts are cached (the notifier wakes a user for everything its /sync shows,
+            # which is what makes a long-poll's wait correct in the first place).
+            untouched = not notifier.has_news(user_id, since, device_id)
+            resp = await self._build(device, req, now if untouched else since, now, filt)
             empty = resp.is_empty()
             if not empty or trio.current_time() >= deadline or self._notifier.closing:
                 (SYNC_EMPTY if empty else SYNC_INCREMENTAL).inc()

@@ -24,6 +24,7 @@ class StorageNeeded(Exception):
 
 
 class _NoStorage:
+    dialect = "none"
     """A ``Conn`` for responses built from memory: every query raises."""
 
     def _refuse(self) -> NoReturn:

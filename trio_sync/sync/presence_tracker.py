@@ -13,8 +13,7 @@ for a device that has had no ``/sync`` in flight and no presence report for
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import trio
@@ -23,6 +22,22 @@ from ..ingest.apply import Applied
 from ..storage.accounts import Device
 
 Submit = Callable[[Sequence[Mapping[str, Any]]], Awaitable[Applied]]
+
+
+class Syncing:
+    """See :meth:`PresenceTracker.syncing` (a slotted object: every parked poll holds one)."""
+
+    __slots__ = ("key", "tracker")
+
+    def __init__(self, tracker: PresenceTracker, key: tuple[str, str]) -> None:
+        self.tracker = tracker
+        self.key = key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self.tracker._done_syncing(self.key)
 
 
 class PresenceTracker:
@@ -37,21 +52,20 @@ class PresenceTracker:
         #: How many /sync requests of each device are in flight.
         self._syncing: dict[tuple[str, str], int] = {}
 
-    @contextmanager
-    def syncing(self, device: Device) -> Iterator[None]:
-        """Mark ``device`` as syncing for the duration of the block (it cannot time out
-        while a long-poll of it is parked)."""
+    def syncing(self, device: Device) -> Syncing:
+        """A context manager marking ``device`` as syncing for the duration of its block
+        (it cannot time out while a long-poll of it is parked)."""
         key = (device.user_id, device.device_id)
         self._syncing[key] = self._syncing.get(key, 0) + 1
-        try:
-            yield
-        finally:
-            left = self._syncing[key] - 1
-            if left:
-                self._syncing[key] = left
-            else:
-                del self._syncing[key]
-            self._seen[key] = trio.current_time()
+        return Syncing(self, key)
+
+    def _done_syncing(self, key: tuple[str, str]) -> None:
+        left = self._syncing[key] - 1
+        if left:
+            self._syncing[key] = left
+        else:
+            del self._syncing[key]
+        self._seen[key] = trio.current_time()
 
     async def expire(self) -> int:
         """Write ``offline`` for every device that has stopped syncing; return how many.

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from ..client_format import room_id_prefix, without_room_id
 from ..filters import Filter
 from ..tokens import StreamToken
 from ..typing_state import TypingView
@@ -23,6 +24,13 @@ KeyCounts = tuple[dict[str, int] | None, list[str] | None]
 
 def _fragments(events: list[str]) -> dict[str, Any]:
     return {"events": [orjson.Fragment(e) for e in events]}
+
+
+def _room_fragments(events: list[str], prefix: str | None) -> list[orjson.Fragment]:
+    """Room events as fragments; without their ``room_id`` unless ``prefix`` is None."""
+    if prefix is None:
+        return [orjson.Fragment(e) for e in events]
+    return [orjson.Fragment(without_room_id(e, prefix)) for e in events]
 
 
 @dataclass(slots=True)
@@ -71,9 +79,9 @@ class RoomTimeline:
     limited: bool
     prev_batch: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, prefix: str | None = None) -> dict[str, Any]:
         return {
-            "events": [orjson.Fragment(e) for e in self.events],
+            "events": _room_fragments(self.events, prefix),
             "limited": self.limited,
             "prev_batch": self.prev_batch,
         }
@@ -93,10 +101,13 @@ class JoinedRoom:
     #: thread root event ID -> counts, when the filter asks for them.
     unread_threads: dict[str, dict[str, int]] | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, room_id: str | None = None) -> dict[str, Any]:
+        """The room's section; its events without ``room_id`` when ``room_id`` (theirs) is
+        given."""
+        prefix = None if room_id is None else room_id_prefix(room_id)
         out: dict[str, Any] = {
-            "timeline": self.timeline.to_json(),
-            self.state_field: _fragments(self.state),
+            "timeline": self.timeline.to_json(prefix),
+            self.state_field: {"events": _room_fragments(self.state, prefix)},
         }
         if self.summary is not None:
             out["summary"] = self.summary
@@ -116,6 +127,9 @@ class SyncResponse:
     """Every section of the response; a room appears in at most one of join/invite/leave."""
 
     next_batch: StreamToken
+    #: Room events are in client format: they go out without ``room_id``
+    #: (``ClientEventWithoutRoomID``). Federation-format events keep it.
+    client_format: bool = True
     join: dict[str, JoinedRoom] = field(default_factory=dict)
     leave: dict[str, JoinedRoom] = field(default_factory=dict)
     invite: dict[str, list[str]] = field(default_factory=dict)
@@ -167,8 +181,9 @@ class SyncResponse:
 
     def to_json(self) -> dict[str, Any]:
         rooms: dict[str, Any] = {}
+        strip = self.client_format
         if self.join:
-            rooms["join"] = {r: room.to_json() for r, room in self.join.items()}
+            rooms["join"] = {r: room.to_json(r if strip else None) for r, room in self.join.items()}
         if self.invite:
             rooms["invite"] = {
                 r: {"invite_state": {"events": [orjson.Fragment(e) for e in events]}}
@@ -180,7 +195,9 @@ class SyncResponse:
                 for r, events in self.knock.items()
             }
         if self.leave:
-            rooms["leave"] = {r: room.to_json() for r, room in self.leave.items()}
+            rooms["leave"] = {
+                r: room.to_json(r if strip else None) for r, room in self.leave.items()
+            }
         body: dict[str, Any] = {"next_batch": str(self.next_batch)}
         if rooms:
             body["rooms"] = rooms

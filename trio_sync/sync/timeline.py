@@ -80,6 +80,11 @@ class Viewer:
         return orjson.dumps(apply_event_fields(orjson.loads(json), self.fields)).decode()
 
 
+def first_page_size(limit: int) -> int:
+    """How many events :func:`select_recent` reads first, for a timeline of ``limit``."""
+    return limit + 1
+
+
 def is_plain(filt: RoomEventFilter) -> bool:
     """True when ``filt`` lets every event through (room rules aside)."""
     return (
@@ -139,15 +144,20 @@ async def select_recent(
     upto: int,
     limit: int,
     preread: Sequence[q.TimelineEvent] | None = None,
+    first_page: list[q.TimelineEvent] | None = None,
 ) -> Selected:
     """The newest ``limit`` events at ``after < p <= upto`` the user may see and the filter
     admits.
 
     ``preread`` is every syncable event of the room in that range, oldest first, when the
     caller has read them already. Otherwise pages are read newest first until
-    ``limit + 1`` wanted events are found or the range is exhausted.
+    ``limit + 1`` wanted events are found or the range is exhausted; ``first_page`` is
+    the first of those pages (:func:`first_page_size` newest events, newest first) when
+    the caller has read it already (for many rooms at once).
     """
     check = not access.everything_visible(after, upto)
+    if check:
+        first_page = None  # read from the visibility floor instead (below)
     plain = not check and is_plain(filt) and not viewer.ignored
     picked: list[q.TimelineEvent] = []
     oldest_skipped = upto + 1
@@ -161,7 +171,9 @@ async def select_recent(
     if preread is not None:
         pages = _given(list(reversed(preread)))
     else:
-        pages = _pages(conn, room_id, viewer.fmt, after, upto + 1, limit + 1)
+        pages = _pages(
+            conn, room_id, viewer.fmt, after, upto + 1, first_page_size(limit), first_page
+        )
     async with aclosing(pages):
         async for rows in pages:
             for ev in rows:
@@ -205,14 +217,19 @@ async def _pages(
     after: int,
     before: int,
     first: int,
+    first_rows: list[q.TimelineEvent] | None = None,
     *,
     backwards: bool = True,
 ) -> AsyncGenerator[list[q.TimelineEvent], None]:
     """Pages of the room's events at ``after < p < before``, growing from ``first`` events:
-    newest first walking down (``backwards``), or oldest first walking up."""
+    newest first walking down (``backwards``), or oldest first walking up. ``first_rows``
+    is the first page when the caller has read it already."""
     low, high, page = after, before, first
     while True:
-        rows = await q.events_page(conn, room_id, low, high, page, fmt, newest_first=backwards)
+        if first_rows is not None:
+            rows, first_rows = first_rows, None
+        else:
+            rows = await q.events_page(conn, room_id, low, high, page, fmt, newest_first=backwards)
         yield rows
         if len(rows) < page:
             return

@@ -18,17 +18,18 @@ joins and profile changes are changes, not new joins.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import orjson
 
 from ...aggregations import bundles
 from ...storage import Conn
+from ...storage import relations as rel
 from ...storage import rooms as q
-from ...storage.visibility import RoomAccess, load_access
+from ...storage.visibility import RoomAccess, load_access, rooms_with_forks
 from ...tokens import TopologyToken
 from ..response import JoinedRoom, RoomTimeline, SyncContext, SyncResponse
-from ..timeline import prev_batch, scan, select_recent
+from ..timeline import Selected, first_page_size, prev_batch, scan, select_recent
 
 #: Up to this many new events, read them all in one query and share them out by room.
 READ_RANGE_MAX = 200
@@ -58,27 +59,34 @@ async def room_section(
     in_range: list[q.TimelineEvent] | None = None,
     summary: q.Summary | None = None,
     changes: q.StateChanges | None = None,
+    chosen: Selected | None = None,
+    state_rows: list[q.StateEvent] | None = None,
+    with_children: set[str] | None = None,
 ) -> JoinedRoom:
     """Timeline of events at ``after < p <= upto`` (newest ``limit`` the user may see) and
     the state that goes with it.
 
     ``in_range`` is every syncable event of the room in that range, when the caller has
     already read them; ``summary`` the room's summary at ``upto``, when it has read that;
-    ``changes`` the room's state changes since ``after``, when it has read those.
+    ``changes`` the room's state changes since ``after``, when it has read those;
+    ``chosen`` the timeline, when the caller has chosen it; ``state_rows`` the whole
+    state at the timeline's start (or end, with ``state_after``) for a ``full_state``
+    section without lazy loading, when the caller has read it.
     """
     viewer = ctx.viewer
     limit = ctx.filter.timeline_limit(10)
-    chosen = await select_recent(
-        conn,
-        room_id,
-        access,
-        viewer,
-        ctx.filter.room.timeline,
-        after=after,
-        upto=upto,
-        limit=limit,
-        preread=in_range,
-    )
+    if chosen is None:
+        chosen = await select_recent(
+            conn,
+            room_id,
+            access,
+            viewer,
+            ctx.filter.room.timeline,
+            after=after,
+            upto=upto,
+            limit=limit,
+            preread=in_range,
+        )
     events, limited = chosen.events, chosen.limited
     before = (events[0].pos if events else upto + 1) - 1
     members_changed = full_state or any(e.type == q.MEMBER for e in events)
@@ -86,7 +94,9 @@ async def room_section(
     fmt = viewer.fmt
     lazy = _lazy_members(ctx, events)
     state_upto = upto if ctx.state_after else before
-    if full_state:
+    if full_state and state_rows is not None and lazy is None:
+        state = state_rows
+    elif full_state:
         state = await q.state_at(conn, room_id, state_upto, fmt, members=lazy)
     elif ctx.state_after or chosen.gap:
         # Lazy loading still sends every membership change in the gap (spec).
@@ -117,7 +127,11 @@ async def room_section(
     ]
     if sfilter.limit is not None:
         served_state = served_state[: sfilter.limit]
-    bundled = await bundles(conn, viewer, access, room_id, events, ctx.now.pdu)
+    bundled = (
+        await bundles(conn, viewer, access, room_id, events, ctx.now.pdu)
+        if with_children is None or any(e.event_id in with_children for e in events)
+        else {}
+    )
     served = [viewer.serve(e, access, bundled.get(e.event_id)) for e in events]
     return JoinedRoom(
         timeline=RoomTimeline(served, limited, prev_batch(events, upto, ctx.now)),
@@ -125,6 +139,76 @@ async def room_section(
         state_field=ctx.state_field,
         summary=summary.to_json() if summary is not None else None,
     )
+
+
+async def joined_sections(
+    conn: Conn,
+    ctx: SyncContext,
+    rooms: Sequence[str],
+    access: Mapping[str, RoomAccess],
+    *,
+    after: int,
+    upto: int,
+    full_state: bool,
+    in_range: Mapping[str, list[q.TimelineEvent]] | None = None,
+    summaries: Mapping[str, q.Summary] | None = None,
+    changes: q.StateChanges | None = None,
+) -> dict[str, JoinedRoom]:
+    """:func:`room_section` for each of ``rooms`` over the same range, reading the first
+    timeline page of every room in one statement and, for ``full_state`` without lazy
+    loading, every room's state in one more: the statements do not grow with the number
+    of rooms. Rooms whose first page holds too few wanted events (filters, ignored users)
+    or whose history the user may only partly see read more pages of their own."""
+    viewer = ctx.viewer
+    limit = ctx.filter.timeline_limit(10)
+    tfilt = ctx.filter.room.timeline
+    preread = in_range or {}
+    unread = [r for r in rooms if r not in preread and access[r].everything_visible(after, upto)]
+    pages = await q.newest_pages(conn, unread, after, upto, first_page_size(limit), viewer.fmt)
+    chosen: dict[str, Selected] = {}
+    for room_id in rooms:
+        chosen[room_id] = await select_recent(
+            conn,
+            room_id,
+            access[room_id],
+            viewer,
+            tfilt,
+            after=after,
+            upto=upto,
+            limit=limit,
+            preread=preread.get(room_id),
+            first_page=pages.get(room_id),
+        )
+    states: dict[str, list[q.StateEvent]] = {}
+    if full_state and not ctx.filter.room.state.lazy_load_members:
+        points = {}
+        for room_id, c in chosen.items():
+            start = (c.events[0].pos if c.events else upto + 1) - 1
+            points[room_id] = upto if ctx.state_after else start
+        states = await q.states_at(conn, points, viewer.fmt)
+    # Which timeline events have relations to bundle, for all rooms at once (a room whose
+    # events have none then costs no aggregation query).
+    with_children = await rel.parents_with_children(
+        conn, rooms, [e.event_id for c in chosen.values() for e in c.events], ctx.now.pdu
+    )
+    out = {}
+    for room_id in rooms:
+        out[room_id] = await room_section(
+            conn,
+            ctx,
+            room_id,
+            access[room_id],
+            after=after,
+            upto=upto,
+            full_state=full_state,
+            in_range=preread.get(room_id),
+            summary=(summaries or {}).get(room_id),
+            changes=changes,
+            chosen=chosen[room_id],
+            state_rows=states.get(room_id),
+            with_children=with_children,
+        )
+    return out
 
 
 async def _hidden_changes(
@@ -192,7 +276,8 @@ async def _ever_joined_before(conn: Conn, user_id: str, room_id: str, before: in
 
 
 async def _own_event(conn: Conn, event_id: str) -> str | None:
-    row = await conn.fetchrow("SELECT client_json FROM events WHERE event_id = $1", event_id)
+    """The stored PDU of ``event_id`` (its ``unsigned`` as the room server sent it)."""
+    row = await conn.fetchrow("SELECT pdu_json FROM events WHERE event_id = $1", event_id)
     return None if row is None else str(row[0])
 
 
@@ -231,7 +316,7 @@ async def _own_leave(
 
 async def knock_state(conn: Conn, m: q.Membership) -> list[str]:
     """The stripped state a client shows for a knock, the knock itself last: what the
-    knock event carries in ``unsigned.knock_room_state``, else the room's state."""
+    knock's PDU carries in ``unsigned.knock_room_state``, else the room's state."""
     own = await _own_event(conn, m.event_id)
     event = orjson.loads(own) if own is not None else {}
     given = event.get("unsigned", {}).get("knock_room_state")
@@ -264,18 +349,12 @@ class PduStream:
         access = await load_access(conn, ctx.user_id, mine, now)
         joined = [r for r, m in mine.items() if m.membership == "join"]
         summaries = await q.room_summaries(conn, joined, now, ctx.user_id) if joined else {}
+        sections = await joined_sections(
+            conn, ctx, joined, access, after=0, upto=now, full_state=True, summaries=summaries
+        )
         for room_id, m in mine.items():
             if m.membership == "join":
-                resp.join[room_id] = await room_section(
-                    conn,
-                    ctx,
-                    room_id,
-                    access[room_id],
-                    after=0,
-                    upto=now,
-                    full_state=True,
-                    summary=summaries[room_id],
-                )
+                resp.join[room_id] = sections[room_id]
             elif m.membership == "knock":
                 resp.knock[room_id] = await knock_state(conn, m)
             elif m.membership in ("leave", "ban"):
@@ -328,6 +407,9 @@ class PduStream:
         # A room the user was already joined to at ``since`` shows it only events at which
         # it was joined: no visibility rows are needed to judge them.
         steady = {r for r in served if joined_since[r] <= since}
+        if steady:
+            # Events of forked histories are judged by their own state: those rooms do.
+            steady -= await rooms_with_forks(conn, steady, since, now)
         access = await load_access(
             conn, ctx.user_id, [*changes, *(r for r in served if r not in steady)], now
         )
@@ -345,19 +427,21 @@ class PduStream:
             with_members = [r for r in served if state_changes.members_changed(r)]
             if with_members:
                 summaries = await q.room_summaries(conn, with_members, now, ctx.user_id)
-        for room_id in served:
-            section = await room_section(
-                conn,
-                ctx,
-                room_id,
-                access[room_id],
-                after=since,
-                upto=now,
-                full_state=ctx.full_state,
-                in_range=in_range.get(room_id),
-                summary=summaries.get(room_id),
-                changes=state_changes,
-            )
+        elif ctx.full_state and served:
+            summaries = await q.room_summaries(conn, served, now, ctx.user_id)
+        sections = await joined_sections(
+            conn,
+            ctx,
+            served,
+            access,
+            after=since,
+            upto=now,
+            full_state=ctx.full_state,
+            in_range=in_range,
+            summaries=summaries,
+            changes=state_changes,
+        )
+        for room_id, section in sections.items():
             if section.timeline.events or section.state or ctx.full_state:
                 resp.join[room_id] = section
 

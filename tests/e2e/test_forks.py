@@ -1,0 +1,94 @@
+"""Forked room histories: an event whose state (``state_before_adds_event_ids`` /
+``state_before_removes_event_ids``) differs from the room's linear state is served and
+judged by its own state: ``prev_content``/``replaces_state`` and history visibility."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from trio_sync import Service
+
+from .conftest import ALICE, BOB, event_id, timeline_ids
+from .rooms_support import ROOM, Message, Rooms, make_rooms
+
+
+@pytest.fixture
+async def rooms(service: Service, http: httpx.AsyncClient) -> Rooms:
+    return await make_rooms(service, http)
+
+
+def forked(message: Message, adds: list[str], removes: list[str]) -> Message:
+    """``message`` with the state at its event given as a delta from the state after it."""
+    body: dict[str, Any] = message["new_room_event"]
+    body["state_before_adds_event_ids"] = adds
+    body["state_before_removes_event_ids"] = removes
+    return message
+
+
+def topic(rooms: Rooms, text: str) -> Message:
+    return rooms.log.event(ROOM, BOB, "m.room.topic", {"topic": text}, "")
+
+
+async def test_prev_content_is_that_of_the_state_at_the_event(rooms: Rooms) -> None:
+    await rooms.room()
+    await rooms.join(ROOM, ALICE)
+    one, _two = await rooms.ingest(topic(rooms, "one"), topic(rooms, "two"))
+    # On a branch from before "two", Bob set "fork" (which wins): at the event the topic
+    # was "one", and the event is not part of its own state.
+    message = topic(rooms, "fork")
+    (fork,) = await rooms.ingest(forked(message, [one], [event_id(message)]))
+    event = await rooms.event(ALICE, ROOM, fork)
+    assert event["unsigned"]["replaces_state"] == one
+    assert event["unsigned"]["prev_content"] == {"topic": "one"}
+    body = await rooms.sync(ALICE)
+    served = body["rooms"]["join"][ROOM]["timeline"]["events"][-1]
+    assert served["event_id"] == fork
+    assert served["unsigned"]["prev_content"] == {"topic": "one"}
+
+
+async def test_history_visibility_is_judged_by_the_state_at_the_event(rooms: Rooms) -> None:
+    created = await rooms.room(setting="joined")
+    join = await rooms.join(ROOM, ALICE)
+    before = await rooms.say(ROOM, BOB, "seen")
+    # A message from a branch that forked before Alice joined: she was not in the room at
+    # it, so under "joined" she may not see it, though it arrived after her join.
+    # (In one batch with a plain message: a batch's plain events are stored in bulk.)
+    hidden, *after = await rooms.ingest(
+        forked(rooms.log.message(ROOM, BOB, "branch"), [], [join]),
+        rooms.log.message(ROOM, BOB, "seen too"),
+    )
+    # (The room's first five events precede any setting: the default, shared, holds.)
+    seen = [*created[:5], join, *before, *after]
+    assert await rooms.page_all(ALICE, ROOM, dir="f") == seen
+    await rooms.error(ALICE, f"/rooms/{ROOM}/event/{hidden}", 404, "M_NOT_FOUND")
+    assert hidden not in timeline_ids(await rooms.sync(ALICE), "join", ROOM)
+    assert hidden in await rooms.page_all(BOB, ROOM)
+
+
+async def test_unknown_state_before_ids_are_rejected(rooms: Rooms, service: Service) -> None:
+    await rooms.room()
+    message = forked(rooms.log.message(ROOM, BOB, "bad"), ["$nowhere"], [])
+    applied = await service.ingest([message])
+    assert (applied.accepted, applied.rejected) == (0, 1)
+    # Ingest goes on.
+    await rooms.say(ROOM, BOB, "fine")
+
+
+async def test_context_around_a_forked_event(rooms: Rooms) -> None:
+    await rooms.room(setting="world_readable")
+    (message,) = await rooms.say(ROOM, BOB, "hello")
+    hv_then = rooms.log.current_state(ROOM)[("m.room.history_visibility", "")]
+    (setting,) = await rooms.ingest(
+        rooms.log.event(
+            ROOM, BOB, "m.room.history_visibility", {"history_visibility": "shared"}, ""
+        )
+    )
+    # Forked before the change: at it the room was world readable.
+    (fork,) = await rooms.ingest(
+        forked(rooms.log.message(ROOM, BOB, "branch"), [hv_then], [setting])
+    )
+    body = await rooms.context(BOB, ROOM, message, limit=4)
+    assert [e["event_id"] for e in body["events_after"]] == [setting, fork]

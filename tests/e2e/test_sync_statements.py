@@ -1,0 +1,96 @@
+"""The SQL statements a /sync costs do not grow with the number of the user's rooms.
+
+Counted by the engine (``engine.statements``) around the handler's answer, for a user in
+one room and a user in 1,000 rooms with the same history each.
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from trio_sync import Service
+from trio_sync.roomlog import RoomLog
+from trio_sync.storage.accounts import Device
+from trio_sync.sync.request import SyncRequest
+from trio_sync.sync.response import SyncResponse
+from trio_sync.tokens import StreamToken
+
+from .conftest import ALICE, BOB, CAROL, SERVER
+
+MANY = 1000
+MESSAGES = 12  # more than the default timeline limit: every timeline is limited
+
+
+def _room(n: int) -> str:
+    return f"!r{n}:{SERVER}"
+
+
+@pytest.fixture
+async def rooms(service: Service) -> RoomLog:
+    """Bob is in room 0 only; Carol in rooms 1..MANY; each room has the same history."""
+    log = RoomLog(SERVER)
+    batch: list[dict[str, object]] = []
+    for n in range(MANY + 1):
+        room_id = _room(n)
+        batch += log.create_room(room_id, ALICE)
+        batch.append(log.member(room_id, BOB if n == 0 else CAROL, "join"))
+        batch += [log.message(room_id, ALICE, f"m{i}") for i in range(MESSAGES)]
+        if len(batch) >= 2000:
+            await service.ingest(batch)
+            batch = []
+    await service.ingest(batch)
+    return log
+
+
+async def _counted(service: Service, device: Device, req: SyncRequest) -> tuple[int, SyncResponse]:
+    before = service.engine.statements
+    resp = await service.sync.sync(device, req)
+    return service.engine.statements - before, resp
+
+
+async def _device(service: Service, user_id: str) -> Device:
+    return await service.auth.authenticate(await service.add_device(user_id, "D"))
+
+
+async def test_statements_are_the_same_for_one_room_and_a_thousand(
+    service: Service, rooms: RoomLog
+) -> None:
+    bob, carol = await _device(service, BOB), await _device(service, CAROL)
+    tokens: dict[str, StreamToken] = {}
+    complete: dict[str, int] = {}
+    for device in (bob, carol):
+        await service.sync.sync(device, SyncRequest())  # first sync: presence, caches
+    for device, count in ((bob, 1), (carol, MANY)):
+        n, resp = await _counted(service, device, SyncRequest())
+        body = orjson.loads(resp.dumps())
+        joined = body["rooms"]["join"]
+        assert len(joined) == count
+        for section in joined.values():
+            assert section["timeline"]["limited"] is True
+            assert len(section["timeline"]["events"]) == 10
+            assert {e["type"] for e in section["state"]["events"]} >= {"m.room.create"}
+        complete[device.user_id] = n
+        tokens[device.user_id] = resp.next_batch
+    assert complete[BOB] == complete[CAROL]
+
+    # One new event in one of the user's rooms.
+    await service.ingest([rooms.message(_room(0), ALICE, "for bob")])
+    await service.ingest([rooms.message(_room(MANY), ALICE, "for carol")])
+    one_new = {}
+    for device in (bob, carol):
+        since = tokens[device.user_id]
+        n, resp = await _counted(service, device, SyncRequest(since=since))
+        body = orjson.loads(resp.dumps())
+        assert len(body["rooms"]["join"]) == 1
+        one_new[device.user_id] = n
+    assert one_new[BOB] == one_new[CAROL]
+
+    # full_state=true: every room again, with all its state.
+    full = {}
+    for device, count in ((bob, 1), (carol, MANY)):
+        since = tokens[device.user_id]
+        n, resp = await _counted(service, device, SyncRequest(since=since, full_state=True))
+        assert len(orjson.loads(resp.dumps())["rooms"]["join"]) == count
+        full[device.user_id] = n
+    assert full[BOB] == full[CAROL]
