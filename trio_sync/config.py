@@ -49,6 +49,10 @@ class Config:
     auth_cache_ttl: float = 60.0
     auth_negative_ttl: float = 5.0
     auth_cache_size: int = 100_000
+    #: ``nats://HOST:PORT`` of the homeserver's NATS JetStream: consume its output streams.
+    jetstream: str | None = None
+    #: The homeserver's stream name prefix (Dendrite's ``global.jetstream.topic_prefix``).
+    jetstream_prefix: str = "Dendrite"
     #: Serve trio-sync's own write endpoints even when ``jetstream`` is set.
     local_writes: bool = False
 

@@ -15,7 +15,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ..errors import MatrixError, StorageError, bad_json, forbidden, not_json
+from ..errors import MatrixError, StorageError
 from ..filters import parse_filter
 from ..homeserver.versions import merge_versions
 from ..observability import endpoints as ops
