@@ -21,6 +21,7 @@ from .rooms_support import (
     redacted_event,
     redaction,
 )
+from .sliding_support import sliding
 from .support import call
 
 
@@ -39,13 +40,22 @@ def by_id(events: list[dict[str, Any]], eid: str) -> dict[str, Any]:
 
 
 async def served_everywhere(rooms: Rooms, user: str, eid: str) -> list[dict[str, Any]]:
-    """The event as /sync (complete), /messages, /context and /event serve it to ``user``."""
+    """The event as /sync (complete), sliding sync, /messages, /context and /event serve
+    it to ``user``."""
     body = await rooms.sync(user, filter={"room": {"timeline": {"limit": 50}}})
     timeline = body["rooms"]["join"][ROOM]["timeline"]["events"]
+    subscription = {ROOM: {"timeline_limit": 50, "required_state": []}}
+    slid = await sliding(rooms.http, rooms.tokens[user], {"room_subscriptions": subscription})
     messages = await rooms.messages(user, ROOM, limit=50)
     context = await rooms.context(user, ROOM, eid, limit=2)
     event = await rooms.event(user, ROOM, eid)
-    return [by_id(timeline, eid), by_id(messages["chunk"], eid), context["event"], event]
+    return [
+        by_id(timeline, eid),
+        by_id(slid["rooms"][ROOM]["timeline"], eid),
+        by_id(messages["chunk"], eid),
+        context["event"],
+        event,
+    ]
 
 
 # --- m.replace ------------------------------------------------------------------------------

@@ -14,14 +14,16 @@ member events of the timeline's senders and the user itself, once per connection
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from ..aggregations import bundles
 from ..filters import RoomEventFilter
 from ..storage import Array, Conn
+from ..storage import relations as rel
 from ..storage import rooms as q
 from ..storage.visibility import RoomAccess, load_access
 from ..sync.streams.invites import invite_state
@@ -196,6 +198,7 @@ async def build_rooms(
     ]
     summaries = await q.room_summaries(conn, fresh, now, scope.user_id) if fresh else {}
     unread = await _unread(conn, scope.user_id, joined) if joined else {}
+    timelines: list[tuple[str, Sequence[q.TimelineEvent], int]] = []
     for plan in plans:
         c = plan.candidate
         room: dict[str, Any] = {"membership": c.membership, "bump_stamp": plan.bump}
@@ -256,7 +259,6 @@ async def build_rooms(
         room.update(
             {
                 "required_state": _fragments([scope.viewer.serve_state(s.json) for s in state]),
-                "timeline": _fragments([scope.viewer.serve(e, access[c.room_id]) for e in events]),
                 "prev_batch": prev_batch(events, upto, scope.now),
                 "limited": chosen.limited,
                 "num_live": 0 if since_pdu is None else sum(1 for e in events if e.pos > since_pdu),
@@ -268,4 +270,33 @@ async def build_rooms(
         room["notification_count"], room["highlight_count"] = counts
         out[c.room_id] = room
         sent_now[c.room_id] = SentRoom(upto, config.timeline_limit, rs, lazy_known)
+        timelines.append((c.room_id, events, upto))
+    await _serve_timelines(conn, scope, access, timelines, out)
     return out, sent_now
+
+
+async def _serve_timelines(
+    conn: Conn,
+    scope: BuildScope,
+    access: Mapping[str, RoomAccess],
+    timelines: Sequence[tuple[str, Sequence[q.TimelineEvent], int]],
+    out: dict[str, dict[str, Any]],
+) -> None:
+    """Serve each room's chosen timeline events into ``out[room]["timeline"]``, with the
+    bundled aggregations ``/sync`` gives them. One query finds which events of all the
+    rooms have relations to bundle; only rooms with such events read their bundles."""
+    with_children = await rel.parents_with_children(
+        conn,
+        [room_id for room_id, _, _ in timelines],
+        [e.event_id for _, events, _ in timelines for e in events],
+        scope.now.pdu,
+    )
+    for room_id, events, upto in timelines:
+        bundled = (
+            await bundles(conn, scope.viewer, access[room_id], room_id, events, upto)
+            if any(e.event_id in with_children for e in events)
+            else {}
+        )
+        out[room_id]["timeline"] = _fragments(
+            [scope.viewer.serve(e, access[room_id], bundled.get(e.event_id)) for e in events]
+        )
