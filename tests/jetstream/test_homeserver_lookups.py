@@ -19,8 +19,9 @@ from trio_sync.bridge import run_asyncio
 from trio_sync.roomlog import RoomLog
 
 from ..dendrite import DendriteDatabase
-from ..e2e.conftest import ALICE, BOB, SERVER, state_ids, sync
+from ..e2e.conftest import ALICE, BOB, SERVER, auth, state_ids, sync
 from .conftest import DendriteBus, rejects, wait_committed
+from .test_dendrite_streams import check_seed_syncs, publish_seed
 
 ROOM = f"!federated:{SERVER}"
 
@@ -149,3 +150,25 @@ async def test_one_time_key_counts_come_from_dendrites_key_tables(
     body = await sync(http, token, since=body["next_batch"])
     assert body["device_one_time_keys_count"] == {"signed_curve25519": 3}
     assert body["device_unused_fallback_key_types"] == ["signed_curve25519"]
+
+
+async def test_seed_example_with_a_token_only_dendrite_knows(
+    bus: DendriteBus, js_config: Config, dendrite_db: DendriteDatabase
+) -> None:
+    """Beside Dendrite: the events come from its streams and the client's access token
+    exists only in Dendrite's devices table (``--auth homeserver-database``)."""
+    config = dataclasses.replace(
+        js_config, homeserver_database=dendrite_db.url, auth="homeserver-database"
+    )
+    await dendrite_db.add_device(ALICE, "DENDRITE", "syt_only_in_dendrite")
+    labels, last = await publish_seed(bus)
+    async with (
+        open_service(config) as svc,
+        httpx.AsyncClient(base_url=svc.addresses[0], timeout=30) as client,
+    ):
+        await wait_committed(svc, bus, "OutputRoomEvent", last)
+        await check_seed_syncs(client, "syt_only_in_dendrite", labels)
+        # A token Dendrite does not have is refused.
+        r = await client.get("/_matrix/client/v3/sync", headers=auth("syt_unknown"))
+        assert (r.status_code, r.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+        assert await rejects(svc) == []
