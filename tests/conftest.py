@@ -46,6 +46,21 @@ async def _pg_admin(*statements: str) -> None:
         await conn.close()
 
 
+async def terminate_backends(dbname: str) -> int:
+    """Cut every connection to ``dbname`` but the admin's own (asyncio); how many were cut."""
+    admin = await asyncpg.connect(PG_DSN, timeout=10)
+    try:
+        return int(
+            await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                dbname,
+            )
+        )
+    finally:
+        await admin.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database URL on each backend."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
 import httpx
 import pytest
 import trio
@@ -14,24 +13,9 @@ import trio_asyncio
 
 from trio_sync import Service
 
-from ..conftest import PG_DSN
+from ..conftest import PG_DSN, terminate_backends
 from .conftest import ALICE, BOB, auth
 from .rooms_support import ROOM, make_rooms
-
-
-async def _kill_server_connections(dbname: str) -> int:
-    admin = await asyncpg.connect(PG_DSN)
-    try:
-        return int(
-            await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()",
-                dbname,
-            )
-        )
-    finally:
-        await admin.close()
-
 
 if PG_DSN:
 
@@ -66,10 +50,10 @@ if PG_DSN:
                 nursery.start_soon(client, n)
             for _ in range(4):
                 await trio.sleep(0.5)
-                killed += await trio_asyncio.aio_as_trio(_kill_server_connections)(dbname)
+                killed += await trio_asyncio.aio_as_trio(terminate_backends)(dbname)
             # Idle connections killed between requests, too.
         await trio.sleep(0.1)
-        killed += await trio_asyncio.aio_as_trio(_kill_server_connections)(dbname)
+        killed += await trio_asyncio.aio_as_trio(terminate_backends)(dbname)
         for path in paths:
             r = await http.get(path, headers=auth(tokens[0]))
             statuses.append(r.status_code)

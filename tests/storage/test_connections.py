@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncpg
 import pytest
 import trio
 import trio_asyncio
@@ -11,7 +10,7 @@ from trio_sync.errors import StorageError
 from trio_sync.storage import Engine, open_engine
 from trio_sync.storage.accounts import add_device, device_for_token
 
-from ..conftest import PG_DSN
+from ..conftest import PG_DSN, terminate_backends
 
 
 async def test_read_one_sees_committed_writes(engine: Engine) -> None:
@@ -19,20 +18,6 @@ async def test_read_one_sees_committed_writes(engine: Engine) -> None:
     device = await engine.read_one(device_for_token, "tok")
     assert device is not None and device.device_id == "PHONE"
     assert await engine.read_one(device_for_token, "other") is None
-
-
-async def _kill_other_backends(dbname: str) -> int:
-    admin = await asyncpg.connect(PG_DSN)
-    try:
-        return int(
-            await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()",
-                dbname,
-            )
-        )
-    finally:
-        await admin.close()
 
 
 if PG_DSN:
@@ -43,7 +28,7 @@ if PG_DSN:
         async with open_engine(db_url) as engine:
             await engine.write(add_device, "@a:x", "PHONE", "tok")
             assert await engine.read(device_for_token, "tok") is not None
-            killed = await trio_asyncio.aio_as_trio(_kill_other_backends)(dbname)
+            killed = await trio_asyncio.aio_as_trio(terminate_backends)(dbname)
             assert killed >= 1
             await trio.sleep(0.1)
             # The first use of a dropped connection may fail; the engine must then recover.
