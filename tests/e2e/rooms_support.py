@@ -35,6 +35,47 @@ ROOM_STATE = {
 Message = dict[str, Any]
 
 
+REMOTE_ROOM = "!faraway:remote.org"
+RITA = "@rita:remote.org"
+
+
+def stripped_state(etype: str, content: dict[str, Any]) -> dict[str, Any]:
+    return {"type": etype, "state_key": "", "sender": RITA, "content": content}
+
+
+def remote_invite(
+    invitee: str,
+    room_id: str = REMOTE_ROOM,
+    event_id: str = "$invite-from-remote",
+    name: str = "Far away",
+) -> tuple[str, dict[str, Any]]:
+    """A ``new_invite_event`` for a room this server is not in, with its invite state."""
+    stripped = [
+        stripped_state("m.room.create", {"room_version": "10"}),
+        stripped_state("m.room.name", {"name": name}),
+        stripped_state("m.room.join_rules", {"join_rule": "invite"}),
+    ]
+    pdu = {
+        "_event_id": event_id,
+        "_room_version": "10",
+        "room_id": room_id,
+        "sender": RITA,
+        "type": "m.room.member",
+        "state_key": invitee,
+        "content": {"membership": "invite"},
+        "depth": 7,
+        "origin": "remote.org",
+        "origin_server_ts": 1_700_000_500_000,
+        "prev_events": [],
+        "auth_events": [],
+        "hashes": {"sha256": "x"},
+        "signatures": {},
+        "unsigned": {"invite_room_state": stripped},
+    }
+    message = {"type": "new_invite_event", "new_invite_event": {"event": pdu, "room_version": "10"}}
+    return event_id, message
+
+
 def user(n: int) -> str:
     return f"@user{n}:{SERVER}"
 

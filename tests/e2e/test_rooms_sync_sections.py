@@ -24,6 +24,8 @@ from .conftest import (
 from .rooms_support import (
     DAVE,
     OTHER,
+    REMOTE_ROOM,
+    RITA,
     ROOM,
     ROOM_STATE,
     Rooms,
@@ -32,6 +34,7 @@ from .rooms_support import (
     member_keys,
     redacted_event,
     redaction,
+    remote_invite,
     user,
 )
 
@@ -141,42 +144,6 @@ async def test_redacted_state_event_is_redacted_in_state(rooms: Rooms) -> None:
 
 
 # --- invites over federation ------------------------------------------------------------------
-
-REMOTE_ROOM = "!faraway:remote.org"
-RITA = "@rita:remote.org"
-
-
-def stripped_state(etype: str, content: dict[str, Any]) -> dict[str, Any]:
-    return {"type": etype, "state_key": "", "sender": RITA, "content": content}
-
-
-def remote_invite(invitee: str) -> tuple[str, dict[str, Any]]:
-    """A ``new_invite_event`` for a room this server is not in, with its invite state."""
-    event_id = "$invite-from-remote"
-    stripped = [
-        stripped_state("m.room.create", {"room_version": "10"}),
-        stripped_state("m.room.name", {"name": "Far away"}),
-        stripped_state("m.room.join_rules", {"join_rule": "invite"}),
-    ]
-    pdu = {
-        "_event_id": event_id,
-        "_room_version": "10",
-        "room_id": REMOTE_ROOM,
-        "sender": RITA,
-        "type": "m.room.member",
-        "state_key": invitee,
-        "content": {"membership": "invite"},
-        "depth": 7,
-        "origin": "remote.org",
-        "origin_server_ts": 1_700_000_500_000,
-        "prev_events": [],
-        "auth_events": [],
-        "hashes": {"sha256": "x"},
-        "signatures": {},
-        "unsigned": {"invite_room_state": stripped},
-    }
-    message = {"type": "new_invite_event", "new_invite_event": {"event": pdu, "room_version": "10"}}
-    return event_id, message
 
 
 async def test_federated_invite_appears_with_its_invite_state(rooms: Rooms) -> None:

@@ -9,9 +9,12 @@ import pytest
 import trio
 
 from trio_sync import Config, Service, open_service
+from trio_sync.storage import Conn
 
 from .conftest import ALICE, BOB
 from .sliding_support import parked_then, room_id, room_list, rooms_in_order, sliding, texts, window
+
+DAY_MS = 24 * 3600 * 1000
 
 
 @pytest.fixture
@@ -150,3 +153,46 @@ async def test_a_message_in_a_filtered_out_room_does_not_wake(
         await service.ingest([log.message(room_id(1), ALICE, "not a dm")])
 
     await parked_then(service, http, alice, request, first["pos"], elsewhere, expect_answer=False)
+
+
+async def _age(conn: Conn, conn_id: str, ms: int) -> None:
+    """Date a connection's positions back by ``ms`` (as if it had not been used since)."""
+    await conn.execute(
+        "UPDATE sliding_positions SET created_at = created_at - $1 WHERE connection_id = "
+        "(SELECT id FROM sliding_connections WHERE conn_id = $2)",
+        ms,
+        conn_id,
+    )
+
+
+async def _rows(conn: Conn) -> dict[str, tuple[int, int]]:
+    """Per ``conn_id``: how many positions and room rows the connection has stored."""
+    rows = await conn.fetch(
+        "SELECT c.conn_id, (SELECT COUNT(*) FROM sliding_positions p "
+        "WHERE p.connection_id = c.id), (SELECT COUNT(*) FROM sliding_rooms r "
+        "WHERE r.connection_id = c.id) FROM sliding_connections c"
+    )
+    return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+
+async def test_expired_connections_are_removed_with_their_rooms(config: Config) -> None:
+    request = {"lists": {"all": room_list(0, 2)}}
+    async with open_service(config) as service:
+        await rooms_in_order(service, 3)
+        token = await service.add_device(ALICE, "PHONE")
+        async with httpx.AsyncClient(base_url=service.addresses[0]) as http:
+            old = await sliding(http, token, {**request, "conn_id": "old"})
+            kept = await sliding(http, token, {**request, "conn_id": "kept"})
+        assert await service.engine.read(_rows) == {"old": (1, 3), "kept": (1, 3)}
+        # Eight days without a request on "old"; six on "kept" (still within the week).
+        await service.engine.write(_age, "old", 8 * DAY_MS)
+        await service.engine.write(_age, "kept", 6 * DAY_MS)
+    async with open_service(config) as service:
+        async with httpx.AsyncClient(base_url=service.addresses[0]) as http:
+            # A new connection clears the expired one away, positions and rooms.
+            await sliding(http, token, {**request, "conn_id": "new"})
+            assert await service.engine.read(_rows) == {"kept": (1, 3), "new": (1, 3)}
+            err = await sliding(http, token, {"conn_id": "old"}, status=400, pos=old["pos"])
+            assert err["errcode"] == "M_UNKNOWN_POS"
+            still = await sliding(http, token, {**request, "conn_id": "kept"}, pos=kept["pos"])
+            assert still["rooms"] == {}

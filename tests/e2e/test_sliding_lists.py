@@ -10,6 +10,7 @@ from trio_sync import Service
 from trio_sync.roomlog import RoomLog
 
 from .conftest import ALICE, BOB, CAROL, SERVER
+from .rooms_support import remote_invite
 from .sliding_support import room_id, room_list, rooms_in_order, sliding, texts, window
 
 
@@ -267,3 +268,35 @@ async def test_history_visibility_and_ignored_users_apply(
     ]
     assert all(e["sender"] != BOB for e in timeline)
     assert timeline[-1]["unsigned"]["membership"] == "join"
+
+
+async def test_invites_from_other_servers_sort_by_when_they_arrived(
+    service: Service, http: httpx.AsyncClient
+) -> None:
+    log = await rooms_in_order(service, 3, BOB)
+    bob = await service.add_device(BOB, "B")
+    request = {"lists": {"all": room_list(0, 9, timeline_limit=1)}}
+    first = await sliding(http, bob, request)
+    assert window(first) == [room_id(2), room_id(1), room_id(0)]
+    # Room IDs that sort after the local ones: an ID is no help on a tie.
+    near, far = "!x-near:remote.org", "!x-far:remote.org"
+    await service.ingest([remote_invite(BOB, far, "$far-invite", "Far")[1]])
+    second = await sliding(http, bob, request, pos=first["pos"])
+    assert window(second) == [far, room_id(2), room_id(1), room_id(0)]
+    invite = second["rooms"][far]
+    assert invite["membership"] == "invite" and invite["name"] == "Far"
+    assert invite["bump_stamp"] >= first["rooms"][room_id(2)]["bump_stamp"]
+    # A message afterwards bumps its room above the invite.
+    await service.ingest([log.message(room_id(0), ALICE, "news")])
+    third = await sliding(http, bob, request, pos=second["pos"])
+    assert window(third) == [room_id(0), far, room_id(2), room_id(1)]
+    assert third["rooms"][room_id(0)]["bump_stamp"] > invite["bump_stamp"]
+    # A later invite comes first; the client sees the order in the bump stamps too.
+    await service.ingest([remote_invite(BOB, near, "$near-invite", "Near")[1]])
+    fourth = await sliding(http, bob, request, pos=third["pos"])
+    order = [near, room_id(0), far, room_id(2), room_id(1)]
+    assert window(fourth) == order
+    fresh = await sliding(http, bob, {**request, "conn_id": "fresh"})
+    assert window(fresh) == order
+    stamps = [fresh["rooms"][r]["bump_stamp"] for r in order]
+    assert stamps == sorted(stamps, reverse=True)

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from trio_sync import Service
+from trio_sync import Config, Service, open_service
 from trio_sync.roomlog import RoomLog
 
 from .conftest import ALICE, BOB, CAROL, SERVER
@@ -128,3 +128,121 @@ async def test_state_changes_after_the_first_time_and_new_entries_asked_for(
     }
     fourth = await sliding(http, carol, more, pos=third["pos"])
     assert keys(fourth["rooms"][ROOM]) == {("m.room.create", "")}
+
+
+def asking(*pairs: list[str], timeline_limit: int = 5) -> dict[str, Any]:
+    """A request for the one list with ``required_state`` ``pairs``."""
+    return {"lists": {"all": room_list(timeline_limit=timeline_limit, required_state=list(pairs))}}
+
+
+NAME = ["m.room.name", ""]
+TOPIC = ["m.room.topic", ""]
+CREATE = ["m.room.create", ""]
+
+
+async def test_a_dropped_entry_asked_for_again_is_sent_only_if_it_changed(
+    service: Service, http: httpx.AsyncClient, log: RoomLog
+) -> None:
+    carol = await service.add_device(CAROL, "C")
+    await service.ingest([log.event(ROOM, ALICE, "m.room.topic", {"topic": "first"}, "")])
+    first = await sliding(http, carol, asking(NAME, TOPIC, CREATE))
+    assert keys(first["rooms"][ROOM]) == {("m.room.name", ""), ("m.room.topic", "")} | {
+        ("m.room.create", "")
+    }
+    # Topic and create are dropped; a message sends the room, without them.
+    await service.ingest([log.message(ROOM, BOB, "hi")])
+    second = await sliding(http, carol, asking(NAME), pos=first["pos"])
+    assert keys(second["rooms"][ROOM]) == set()
+    # The topic changes while it is not asked for: the change is not sent.
+    await service.ingest([log.event(ROOM, ALICE, "m.room.topic", {"topic": "second"}, "")])
+    third = await sliding(http, carol, asking(NAME), pos=second["pos"])
+    assert keys(third["rooms"][ROOM]) == set()
+    # Asked for again: the topic changed meanwhile and is sent as it is now; the create
+    # event did not change, the client has it, and it is not sent again.
+    fourth = await sliding(http, carol, asking(NAME, TOPIC, CREATE), pos=third["pos"])
+    room = fourth["rooms"][ROOM]
+    assert keys(room) == {("m.room.topic", "")}
+    assert room["required_state"][0]["content"] == {"topic": "second"}
+    # Nothing changed: dropping and re-adding the create event sends nothing at all.
+    fifth = await sliding(http, carol, asking(NAME, TOPIC), pos=fourth["pos"])
+    sixth = await sliding(http, carol, asking(NAME, TOPIC, CREATE), pos=fifth["pos"])
+    assert fifth["rooms"] == sixth["rooms"] == {}
+
+
+async def test_a_dropped_entry_is_remembered_across_a_restart(config: Config) -> None:
+    async with open_service(config) as service:
+        log = RoomLog(SERVER)
+        messages = log.create_room(ROOM, ALICE, "State")
+        messages += [log.member(ROOM, CAROL, "join")]
+        await service.ingest(messages)
+        carol = await service.add_device(CAROL, "C")
+        async with httpx.AsyncClient(base_url=service.addresses[0]) as http:
+            first = await sliding(http, carol, asking(NAME, CREATE))
+            await service.ingest([log.message(ROOM, ALICE, "hi")])
+            second = await sliding(http, carol, asking(NAME), pos=first["pos"])
+            assert keys(second["rooms"][ROOM]) == set()
+    async with (
+        open_service(config) as service,
+        httpx.AsyncClient(base_url=service.addresses[0]) as http,
+    ):
+        # The create event is unchanged: asking for it again sends nothing.
+        third = await sliding(http, carol, asking(NAME, CREATE), pos=second["pos"])
+        assert third["rooms"] == {}
+        await service.ingest([log.event(ROOM, ALICE, "m.room.name", {"name": "New"}, "")])
+        fourth = await sliding(http, carol, asking(NAME), pos=third["pos"])
+        assert keys(fourth["rooms"][ROOM]) == {("m.room.name", "")}
+
+
+async def test_wildcards_added_send_only_what_the_client_lacks_and_dropped_ones_are_forgotten(
+    service: Service, http: httpx.AsyncClient, log: RoomLog
+) -> None:
+    carol = await service.add_device(CAROL, "C")
+    first = await sliding(http, carol, asking(["m.room.member", "$ME"]))
+    assert keys(first["rooms"][ROOM]) == {("m.room.member", CAROL)}
+    # Every member: those the client lacks, not Carol's own again.
+    members = ["m.room.member", "*"]
+    second = await sliding(http, carol, asking(members), pos=first["pos"])
+    assert keys(second["rooms"][ROOM]) == {("m.room.member", ALICE), ("m.room.member", BOB)}
+    # Everything: the rest of the state, no member again.
+    third = await sliding(http, carol, asking(["*", "*"]), pos=second["pos"])
+    assert keys(third["rooms"][ROOM]) == {
+        ("m.room.create", ""),
+        ("m.room.power_levels", ""),
+        ("m.room.join_rules", ""),
+        ("m.room.history_visibility", ""),
+        ("m.room.name", ""),
+    }
+    # Narrowed to members while a message arrives: the wildcard is forgotten, so asking
+    # for everything again sends everything that is not a member.
+    await service.ingest([log.message(ROOM, BOB, "hi")])
+    fourth = await sliding(http, carol, asking(members), pos=third["pos"])
+    assert keys(fourth["rooms"][ROOM]) == set()
+    fifth = await sliding(http, carol, asking(["*", "*"]), pos=fourth["pos"])
+    assert keys(fifth["rooms"][ROOM]) == {
+        k for k in keys(third["rooms"][ROOM]) if k[0] != "m.room.member"
+    }
+    # Narrowed with nothing happening: the room is not sent, and still holds everything.
+    sixth = await sliding(http, carol, asking(NAME), pos=fifth["pos"])
+    seventh = await sliding(http, carol, asking(["*", "*"]), pos=sixth["pos"])
+    assert sixth["rooms"] == seventh["rooms"] == {}
+
+
+async def test_lazy_members_dropped_and_asked_for_again(
+    service: Service, http: httpx.AsyncClient, log: RoomLog
+) -> None:
+    carol = await service.add_device(CAROL, "C")
+    lazy = ["m.room.member", "$LAZY"]
+    first = await sliding(http, carol, asking(lazy, timeline_limit=2))
+    # The timeline holds Bob's and Alice's messages.
+    assert keys(first["rooms"][ROOM]) == {("m.room.member", u) for u in (ALICE, BOB, CAROL)}
+    # Lazy members dropped; Bob changes his display name meanwhile (not sent).
+    await service.ingest([log.member(ROOM, BOB, "join", displayname="Bobby")])
+    second = await sliding(http, carol, asking(NAME, timeline_limit=2), pos=first["pos"])
+    assert keys(second["rooms"][ROOM]) == {("m.room.name", "")}
+    # Asked for again with Alice and Bob speaking: Bob's membership changed unseen and is
+    # sent again; Alice's did not, and is not.
+    await service.ingest([log.message(ROOM, ALICE, "a"), log.message(ROOM, BOB, "b")])
+    third = await sliding(http, carol, asking(lazy, timeline_limit=2), pos=second["pos"])
+    room = third["rooms"][ROOM]
+    assert keys(room) == {("m.room.member", BOB)}
+    assert room["required_state"][0]["content"]["displayname"] == "Bobby"

@@ -513,14 +513,18 @@ async def _new_invite(
     invite = ev.client_dict()
     invite.setdefault("unsigned", {})["invite_room_state"] = stripped
     row = await conn.fetchrow(
-        "INSERT INTO invites (pos, event_id, room_id, user_id, room_version, event_json) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING RETURNING pos",
+        "INSERT INTO invites (pos, event_id, room_id, user_id, room_version, event_json, "
+        "pdu_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING "
+        "RETURNING pos",
         pos.peek("invite"),
         ev.event_id,
         ev.room_id,
         ev.state_key,
         room_version,
         _dumps(invite),
+        # The newest PDU position when it arrived: where an invite from another server
+        # (no room event here) sorts among the user's rooms.
+        pos.peek("pdu") - 1,
     )
     if row is not None:
         pos.next("invite")

@@ -33,6 +33,7 @@ from ..sync.timeline import Viewer
 from ..tokens import StreamToken
 from .extensions import ExtensionScope, build_extensions, has_news
 from .request import ListRequest, RoomConfig, SlidingRequest
+from .required_state import newly_required
 from .room_lists import (
     Candidate,
     Recency,
@@ -48,7 +49,7 @@ from .room_lists import (
     read_recency,
     sort_rooms,
 )
-from .rooms import BuildScope, RoomPlan, build_rooms
+from .rooms import BuildScope, RoomPlan, build_rooms, counts_changed
 from .store import (
     POSITION_TTL_MS,
     Connection,
@@ -117,26 +118,37 @@ async def _build_rooms_and_extensions(
     conn: Conn,
     scope: BuildScope,
     plans: list[RoomPlan],
+    quiet: list[RoomPlan],
     ext_scope: ExtensionScope,
     req: SlidingRequest,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, SentRoom], dict[str, Any]]:
+    """One snapshot: the rooms of ``plans``, those of ``quiet`` whose notification counts
+    changed since they were sent, and the extensions."""
+    if quiet:
+        plans = plans + await counts_changed(conn, scope.user_id, quiet, scope.now.notification)
     rooms, sent = await build_rooms(conn, scope, plans)
     extensions = await build_extensions(conn, ext_scope, req) if req.extensions else {}
     return rooms, sent, extensions
 
 
-def _wants_sending(c: Candidate, config: RoomConfig, sent: SentRoom | None, latest: int) -> bool:
-    """Whether a room in a window or subscription must be sent (see rooms.py)."""
-    if sent is None:
+def _wants_sending(
+    c: Candidate,
+    config: RoomConfig,
+    sent: SentRoom | None,
+    latest: int,
+    user_id: str,
+) -> bool:
+    """Whether a room in a window or subscription must be sent (see rooms.py): it is
+    new to the connection, has news, a larger timeline, or state the request newly asks
+    for. (A change of its notification counts alone is found while building.)"""
+    if sent is None or latest > sent.sent_upto:
         return True
-    if latest > sent.sent_upto:
+    if c.membership in ("invite", "knock"):
+        return False
+    if config.timeline_limit > sent.timeline_limit:
         return True
-    if config.timeline_limit > sent.timeline_limit and c.membership not in ("invite", "knock"):
-        return True
-    return bool(config.required_state.pairs - sent.required_state.pairs) and c.membership not in (
-        "invite",
-        "knock",
-    )
+    wanted = config.required_state.resolve(user_id)
+    return bool(newly_required(sent.required_state, wanted).pairs)
 
 
 class SlidingSyncHandler:
@@ -329,11 +341,17 @@ class SlidingSyncHandler:
                 known = configs.get(room_id)
                 configs[room_id] = config if known is None else known.merge(config)
         plans = []
+        # Rooms with nothing new but perhaps new notification counts.
+        quiet: list[RoomPlan] = []
         for room_id, config in configs.items():
             c = found.rooms[room_id]
             sent = state.rooms.get(room_id)
-            if _wants_sending(c, config, sent, latest_of(c, recency)):
+            if _wants_sending(c, config, sent, latest_of(c, recency), user_id):
                 plans.append(RoomPlan(c, config, sent, bump_of(c, recency)))
+            elif (
+                c.membership == "join" and sent is not None and sent.counts_at < now.notification
+            ):
+                quiet.append(RoomPlan(c, config, sent, bump_of(c, recency)))
         scope = BuildScope(
             user_id,
             Viewer(
@@ -360,7 +378,7 @@ class SlidingSyncHandler:
             since is not None and typing.is_stale(since.typing),
         )
         rooms, sent_rooms, extensions = await self._engine.read(
-            _build_rooms_and_extensions, scope, plans, ext_scope, req
+            _build_rooms_and_extensions, scope, plans, quiet, ext_scope, req
         )
         ext = req.extension("to_device")
         if ext is not None and extensions["to_device"]["events"]:

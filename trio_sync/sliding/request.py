@@ -65,9 +65,11 @@ class RequiredState:
         return sorted({t for t, _ in self.pairs})
 
     def members(self) -> list[str]:
-        """The ``m.room.member`` state keys named explicitly."""
+        """The ``m.room.member`` state keys named explicitly (also by a ``*`` type)."""
         return sorted(
-            k for t, k in self.pairs if t == "m.room.member" and k not in (LAZY, WILDCARD)
+            k
+            for t, k in self.pairs
+            if t in ("m.room.member", WILDCARD) and k not in (LAZY, WILDCARD)
         )
 
     def matches(self, event_type: str, state_key: str) -> bool:

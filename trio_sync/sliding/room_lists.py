@@ -43,12 +43,16 @@ class Candidate:
 
     room_id: str
     membership: str
-    #: The PDU position of the user's membership event (0 for an invite that came from
-    #: another server without a room event here).
+    #: The PDU position of the user's membership event; for an invite that came from
+    #: another server without a room event here, the newest PDU position when it arrived
+    #: (0 for such invites stored before that was recorded).
     since: int
     event_id: str
     #: The invite event (client JSON, with ``unsigned.invite_room_state``) of an invite.
     invite_json: str | None = None
+    #: For an invite from another server, its invite stream position: it arrived after
+    #: the event at ``since``, and after invites with a lower one.
+    arrived: int = 0
 
 
 async def memberships(
@@ -60,7 +64,8 @@ async def memberships(
     for room_id, m in (await q.memberships_at(conn, user_id, upto)).items():
         out[room_id] = Candidate(room_id, m.membership, m.since, m.event_id)
     rows = await conn.fetch(
-        "SELECT room_id, event_id, event_json FROM invites WHERE user_id = $1 AND pos <= $2 "
+        "SELECT room_id, event_id, event_json, pos, pdu_at FROM invites WHERE user_id = $1 "
+        "AND pos <= $2 "
         "AND (retired_at IS NULL OR retired_at > $2) ORDER BY pos",
         user_id,
         invites_upto,
@@ -73,8 +78,13 @@ async def memberships(
             or known.membership in ("leave", "ban")
             or (known.membership == "invite" and known.event_id == row[1])
         ):
-            since = known.since if known is not None and known.membership == "invite" else 0
-            out[room_id] = Candidate(room_id, "invite", since, str(row[1]), str(row[2]))
+            if known is not None and known.membership == "invite":
+                out[room_id] = Candidate(room_id, "invite", known.since, str(row[1]), str(row[2]))
+            else:
+                since = int(row[4]) if row[4] is not None else 0
+                out[room_id] = Candidate(
+                    room_id, "invite", since, str(row[1]), str(row[2]), int(row[3])
+                )
     return out
 
 
@@ -355,8 +365,10 @@ def latest_of(c: Candidate, recency: Recency) -> int:
 
 
 def sort_rooms(rooms: Iterable[Candidate], recency: Recency) -> list[Candidate]:
-    """Newest bump first; ties (e.g. invites from other servers) by room ID."""
-    return sorted(rooms, key=lambda c: (-bump_of(c, recency), c.room_id))
+    """Newest bump first. An invite from another server sorts after the event at its
+    ``since`` and before the next: on a tie it comes first, newest invite first; other
+    ties by room ID."""
+    return sorted(rooms, key=lambda c: (-bump_of(c, recency), -c.arrived, c.room_id))
 
 
 def windows(ranges: Sequence[tuple[int, int]], ordered: Sequence[Candidate]) -> list[str]:

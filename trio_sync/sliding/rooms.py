@@ -31,6 +31,7 @@ from ..sync.streams.pdu import knock_state
 from ..sync.timeline import Viewer, prev_batch, select_recent
 from ..tokens import StreamToken
 from .request import RequiredState, RoomConfig
+from .required_state import plan_update
 from .room_lists import Candidate
 from .store import SentRoom
 
@@ -46,6 +47,14 @@ class RoomPlan:
     config: RoomConfig
     sent: SentRoom | None
     bump: int
+
+
+@dataclass(frozen=True, slots=True)
+class SentState:
+    """The state a client holds of a room: its effective config and lazy members."""
+
+    required_state: RequiredState
+    lazy_members: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,40 +104,32 @@ async def _select_state(
 
 async def _required_state(
     conn: Conn,
-    scope: BuildScope,
     room_id: str,
     rs: RequiredState,
     sent: SentRoom | None,
     upto: int,
     lazy_users: list[str],
-) -> tuple[list[q.StateEvent], frozenset[str], bool]:
-    """The state entries to send, the lazy members the client has afterwards, and whether
-    the room's name, avatar or members may have changed since it was last sent."""
+) -> tuple[list[q.StateEvent], SentState, bool]:
+    """The state entries to send, what the client holds afterwards, and whether the
+    room's name, avatar or members may have changed since it was last sent (see
+    :mod:`.required_state`)."""
     if sent is None:
         state = await _select_state(conn, room_id, upto, rs, lazy_users)
-        return state, frozenset(lazy_users), True
-    known_lazy = sent.lazy_members
+        return state, SentState(rs, frozenset(lazy_users)), True
     delta = await q.state_delta(conn, room_id, sent.sent_upto, upto)
-    entries = [
-        s
-        for s in delta
-        if rs.matches(s.type, s.state_key)
-        or (rs.lazy and s.type == q.MEMBER and s.state_key in known_lazy)
-    ]
-    added = RequiredState(rs.pairs - sent.required_state.pairs)
-    new_lazy = [u for u in lazy_users if u not in known_lazy]
-    if rs.lazy and not sent.required_state.lazy:
-        new_lazy = lazy_users
-    if added.pairs or new_lazy:
-        extra = await _select_state(conn, room_id, upto, added, new_lazy)
+    update = plan_update(sent.required_state, sent.lazy_members, rs, delta, lazy_users)
+    entries = list(update.changed)
+    if update.read.pairs or update.read_members:
+        extra = await _select_state(conn, room_id, upto, update.read, update.read_members)
+        had = sent.required_state
         entries += [
             s
             for s in extra
-            if not sent.required_state.matches(s.type, s.state_key) or s.state_key in new_lazy
+            if s.state_key in update.read_members or not had.matches(s.type, s.state_key)
         ]
     unique = {s.event_id: s for s in entries}
     moved = any(s.type in _META_TYPES for s in delta)
-    return list(unique.values()), known_lazy | frozenset(lazy_users), moved
+    return list(unique.values()), SentState(update.effective, update.lazy_members), moved
 
 
 async def _unread(conn: Conn, user_id: str, room_ids: list[str]) -> dict[str, tuple[int, int]]:
@@ -139,6 +140,28 @@ async def _unread(conn: Conn, user_id: str, room_ids: list[str]) -> dict[str, tu
         Array(room_ids),
     )
     return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+
+async def counts_changed(
+    conn: Conn, user_id: str, plans: Sequence[RoomPlan], upto: int
+) -> list[RoomPlan]:
+    """The plans whose room had its notification counts written (set by the log, or
+    cleared by a read receipt) at ``sent.counts_at < p <= upto``."""
+    after = min(p.sent.counts_at for p in plans if p.sent is not None)
+    rows = await conn.fetch(
+        "SELECT room_id, MAX(pos) FROM unread_counts WHERE user_id = $1 AND pos > $2 "
+        "AND pos <= $3 AND room_id = ANY($4) GROUP BY room_id",
+        user_id,
+        after,
+        upto,
+        Array([p.candidate.room_id for p in plans]),
+    )
+    written = {str(r[0]): int(r[1]) for r in rows}
+    return [
+        p
+        for p in plans
+        if p.sent is not None and written.get(p.candidate.room_id, 0) > p.sent.counts_at
+    ]
 
 
 def _meta(state: list[q.StateEvent], heroes: list[str]) -> dict[str, Any]:
@@ -199,6 +222,7 @@ async def build_rooms(
     summaries = await q.room_summaries(conn, fresh, now, scope.user_id) if fresh else {}
     unread = await _unread(conn, scope.user_id, joined) if joined else {}
     timelines: list[tuple[str, Sequence[q.TimelineEvent], int]] = []
+    counts_at = scope.now.notification
     for plan in plans:
         c = plan.candidate
         room: dict[str, Any] = {"membership": c.membership, "bump_stamp": plan.bump}
@@ -219,7 +243,9 @@ async def build_rooms(
             if name is not None:
                 room["name"] = name
             out[c.room_id] = room
-            sent_now[c.room_id] = SentRoom(c.since, plan.config.timeline_limit, RequiredState())
+            sent_now[c.room_id] = SentRoom(
+                c.since, plan.config.timeline_limit, RequiredState(), counts_at=counts_at
+            )
             continue
         upto = now if c.membership == "join" else c.since
         sent, config = plan.sent, plan.config
@@ -240,9 +266,7 @@ async def build_rooms(
         lazy_users = (
             list(dict.fromkeys([*(e.sender for e in events), scope.user_id])) if rs.lazy else []
         )
-        state, lazy_known, moved = await _required_state(
-            conn, scope, c.room_id, rs, sent, upto, lazy_users
-        )
+        state, holds, moved = await _required_state(conn, c.room_id, rs, sent, upto, lazy_users)
         if moved or expanded:
             # Name, avatar, heroes and member counts: sent the first time and whenever
             # they may have changed.
@@ -269,7 +293,9 @@ async def build_rooms(
         counts = unread.get(c.room_id, (0, 0))
         room["notification_count"], room["highlight_count"] = counts
         out[c.room_id] = room
-        sent_now[c.room_id] = SentRoom(upto, config.timeline_limit, rs, lazy_known)
+        sent_now[c.room_id] = SentRoom(
+            upto, config.timeline_limit, holds.required_state, holds.lazy_members, counts_at
+        )
         timelines.append((c.room_id, events, upto))
     await _serve_timelines(conn, scope, access, timelines, out)
     return out, sent_now

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from ..storage import Conn
+from ..storage import Array, Conn
 from ..tokens import StreamToken
 from .request import RequiredState, RoomConfig, unknown_pos
 
@@ -26,6 +26,8 @@ from .request import RequiredState, RoomConfig, unknown_pos
 POSITION_TTL_MS = 7 * 24 * 3600 * 1000
 #: Superseded room rows are deleted when the acknowledged position is a multiple of this.
 COMPACT_EVERY = 16
+#: The most expired positions one new connection clears away.
+EXPIRE_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +37,13 @@ class SentRoom:
     #: The PDU position the room's timeline and state were sent up to.
     sent_upto: int
     timeline_limit: int
+    #: The effective config: the entries whose current values the client holds (see
+    #: :mod:`.required_state`).
     required_state: RequiredState
-    #: Users whose member events were sent for ``$LAZY``.
+    #: Users whose member events the client holds for ``$LAZY``.
     lazy_members: frozenset[str] = frozenset()
+    #: The notification stream position the room's counts were sent at.
+    counts_at: int = 0
 
 
 @dataclass(slots=True)
@@ -106,7 +112,7 @@ async def load_connection(
         lists={n: ListState(int(v[0]), list(v[1])) for n, v in orjson.loads(row[3]).items()},
     )
     rows = await conn.fetch(
-        "SELECT room_id, sent_upto, timeline_limit, required_state, lazy_members "
+        "SELECT room_id, sent_upto, timeline_limit, required_state, lazy_members, counts_at "
         "FROM sliding_rooms WHERE connection_id = $1 AND pos <= $2 ORDER BY pos",
         connection.id,
         pos,
@@ -117,6 +123,7 @@ async def load_connection(
             int(r[2]),
             RequiredState(frozenset((t, k) for t, k in orjson.loads(r[3]))),
             frozenset(orjson.loads(r[4])),
+            int(r[5]),
         )
     return connection
 
@@ -133,6 +140,36 @@ async def _forget(conn: Conn, connection_id: int) -> None:
     for table in ("sliding_rooms", "sliding_positions"):
         await conn.execute(f"DELETE FROM {table} WHERE connection_id = $1", connection_id)
     await conn.execute("DELETE FROM sliding_connections WHERE id = $1", connection_id)
+
+
+async def forget_expired(conn: Conn, cutoff_ms: int, limit: int = EXPIRE_BATCH) -> int:
+    """Drop up to ``limit`` positions created at or before ``cutoff_ms`` (they can no
+    longer be used), and every connection left without a position, with its room rows.
+    Return how many connections were dropped.
+
+    Called when a connection is made, so each new connection clears away up to
+    ``limit`` abandoned ones: the tables stay as large as the connections in use.
+    """
+    rows = await conn.fetch(
+        "SELECT pos, connection_id FROM sliding_positions WHERE created_at <= $1 "
+        "ORDER BY created_at LIMIT $2",
+        cutoff_ms,
+        limit,
+    )
+    if not rows:
+        return 0
+    await conn.execute(
+        "DELETE FROM sliding_positions WHERE pos = ANY($1)", Array([int(r[0]) for r in rows])
+    )
+    candidates = sorted({int(r[1]) for r in rows})
+    empty = await conn.fetch(
+        "SELECT id FROM sliding_connections c WHERE id = ANY($1) AND NOT EXISTS "
+        "(SELECT 1 FROM sliding_positions p WHERE p.connection_id = c.id)",
+        Array(candidates),
+    )
+    for r in empty:
+        await _forget(conn, int(r[0]))
+    return len(empty)
 
 
 async def record_position(
@@ -167,6 +204,7 @@ async def record_position(
         )
         if old is not None:
             await _forget(conn, int(old))
+        await forget_expired(conn, created - POSITION_TTL_MS)
         connection_id = await _next(conn, "connection")
         await conn.execute(
             "INSERT INTO sliding_connections (id, user_id, device_id, conn_id, created_at) "
@@ -217,7 +255,7 @@ async def record_position(
     )
     await conn.executemany(
         "INSERT INTO sliding_rooms (connection_id, room_id, pos, sent_upto, timeline_limit, "
-        "required_state, lazy_members) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "required_state, lazy_members, counts_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         [
             (
                 connection_id,
@@ -227,6 +265,7 @@ async def record_position(
                 sent.timeline_limit,
                 orjson.dumps(sent.required_state.to_json()).decode(),
                 orjson.dumps(sorted(sent.lazy_members)).decode(),
+                sent.counts_at,
             )
             for room_id, sent in rooms.items()
         ],
