@@ -187,12 +187,14 @@ async def test_expired_connections_are_removed_with_their_rooms(config: Config) 
         # Eight days without a request on "old"; six on "kept" (still within the week).
         await service.engine.write(_age, "old", 8 * DAY_MS)
         await service.engine.write(_age, "kept", 6 * DAY_MS)
-    async with open_service(config) as service:
-        async with httpx.AsyncClient(base_url=service.addresses[0]) as http:
-            # A new connection clears the expired one away, positions and rooms.
-            await sliding(http, token, {**request, "conn_id": "new"})
-            assert await service.engine.read(_rows) == {"kept": (1, 3), "new": (1, 3)}
-            err = await sliding(http, token, {"conn_id": "old"}, status=400, pos=old["pos"])
-            assert err["errcode"] == "M_UNKNOWN_POS"
-            still = await sliding(http, token, {**request, "conn_id": "kept"}, pos=kept["pos"])
-            assert still["rooms"] == {}
+    async with (
+        open_service(config) as service,
+        httpx.AsyncClient(base_url=service.addresses[0]) as http,
+    ):
+        # A new connection clears the expired one away, positions and rooms.
+        await sliding(http, token, {**request, "conn_id": "new"})
+        assert await service.engine.read(_rows) == {"kept": (1, 3), "new": (1, 3)}
+        err = await sliding(http, token, {"conn_id": "old"}, status=400, pos=old["pos"])
+        assert err["errcode"] == "M_UNKNOWN_POS"
+        still = await sliding(http, token, {**request, "conn_id": "kept"}, pos=kept["pos"])
+        assert still["rooms"] == {}

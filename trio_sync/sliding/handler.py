@@ -348,9 +348,7 @@ class SlidingSyncHandler:
             sent = state.rooms.get(room_id)
             if _wants_sending(c, config, sent, latest_of(c, recency), user_id):
                 plans.append(RoomPlan(c, config, sent, bump_of(c, recency)))
-            elif (
-                c.membership == "join" and sent is not None and sent.counts_at < now.notification
-            ):
+            elif c.membership == "join" and sent is not None and sent.counts_at < now.notification:
                 quiet.append(RoomPlan(c, config, sent, bump_of(c, recency)))
         scope = BuildScope(
             user_id,

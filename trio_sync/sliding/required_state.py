@@ -47,9 +47,7 @@ def covers(have: RequiredState, pair: tuple[str, str]) -> bool:
 
 def newly_required(had: RequiredState, want: RequiredState) -> RequiredState:
     """The pairs of ``want`` that ``had`` does not cover (``$LAZY`` left out)."""
-    return RequiredState(
-        frozenset(p for p in want.pairs if p[1] != LAZY and not covers(had, p))
-    )
+    return RequiredState(frozenset(p for p in want.pairs if p[1] != LAZY and not covers(had, p)))
 
 
 @dataclass(frozen=True, slots=True)
