@@ -106,3 +106,25 @@ async def test_a_count_change_outside_every_window_keeps_the_poll_parked(
     wider = {**request, "lists": {"all": room_list(0, 2)}}
     later = await sliding(http, bob, wider, pos=answer["pos"])
     assert shown(later) == {room_id(1): (4, 0)}
+
+
+async def test_a_room_back_in_the_window_brings_counts_changed_while_it_was_out(
+    service: Service, http: httpx.AsyncClient, log: RoomLog
+) -> None:
+    bob = await service.add_device(BOB, "B")
+    wide = {"lists": {"all": room_list(0, 2)}}
+    narrow = {"lists": {"all": room_list(0, 0)}}
+    first = await sliding(http, bob, wide)
+    assert set(first["rooms"]) == {room_id(n) for n in range(3)}
+    second = await sliding(http, bob, narrow, pos=first["pos"])
+    assert second["rooms"] == {}
+    # Room 1 is out of the window when its counts change, and while the next positions
+    # are recorded.
+    await service.ingest([counts(room_id(1), 6)])
+    third = await sliding(http, bob, narrow, pos=second["pos"])
+    assert third["rooms"] == {}
+    await service.ingest([log.message(room_id(2), ALICE, "news")])
+    fourth = await sliding(http, bob, narrow, pos=third["pos"])
+    assert list(fourth["rooms"]) == [room_id(2)]
+    back = await sliding(http, bob, wide, pos=fourth["pos"])
+    assert shown(back) == {room_id(1): (6, 0)}

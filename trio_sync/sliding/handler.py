@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -341,15 +341,25 @@ class SlidingSyncHandler:
                 known = configs.get(room_id)
                 configs[room_id] = config if known is None else known.merge(config)
         plans = []
-        # Rooms with nothing new but perhaps new notification counts.
+        # Rooms with nothing new but perhaps new notification counts. A room that was in
+        # a window or subscription when ``since`` was built had its counts looked at up
+        # to ``since`` then (sent, or found unchanged).
         quiet: list[RoomPlan] = []
+        looked_at = {r for lst in state.lists.values() for r in lst.rooms} | set(
+            state.subscriptions
+        )
         for room_id, config in configs.items():
             c = found.rooms[room_id]
             sent = state.rooms.get(room_id)
             if _wants_sending(c, config, sent, latest_of(c, recency), user_id):
                 plans.append(RoomPlan(c, config, sent, bump_of(c, recency)))
-            elif c.membership == "join" and sent is not None and sent.counts_at < now.notification:
-                quiet.append(RoomPlan(c, config, sent, bump_of(c, recency)))
+            elif c.membership == "join" and sent is not None:
+                counts_at = sent.counts_at
+                if since is not None and room_id in looked_at:
+                    counts_at = max(counts_at, since.notification)
+                if counts_at < now.notification:
+                    sent = replace(sent, counts_at=counts_at)
+                    quiet.append(RoomPlan(c, config, sent, bump_of(c, recency)))
         scope = BuildScope(
             user_id,
             Viewer(
