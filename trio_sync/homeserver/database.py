@@ -10,14 +10,14 @@ and column names are Dendrite's (``userapi_devices``, ``userapi_account_datas``,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from ..errors import StorageError
 from ..storage.accounts import Device
-from ..storage.engine import Conn, Engine
+from ..storage.engine import Array, Conn, Engine
 from ..storage.postgres import open_postgres
 
 
@@ -54,6 +54,15 @@ async def open_optional_homeserver_database(
         return
     async with open_homeserver_database(url) as db:
         yield db
+
+
+async def existing_access_tokens(conn: Conn, tokens: Sequence[str]) -> set[str]:
+    """Which of ``tokens`` are still in Dendrite's devices table (one query on its
+    primary key)."""
+    rows = await conn.fetch(
+        "SELECT access_token FROM userapi_devices WHERE access_token = ANY($1)", Array(list(tokens))
+    )
+    return {str(r[0]) for r in rows}
 
 
 async def device_for_access_token(conn: Conn, token: str) -> Device | None:
