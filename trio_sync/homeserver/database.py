@@ -65,6 +65,23 @@ async def existing_access_tokens(conn: Conn, tokens: Sequence[str]) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
+async def homeserver_device_ids(conn: Conn, user_ids: Sequence[str]) -> dict[str, set[str]]:
+    """The device IDs Dendrite holds for each of ``user_ids`` (``userapi_devices``, one
+    query on its ``localpart, server_name, device_id`` index; absent: none)."""
+    wanted = {u for u in user_ids if u.startswith("@") and ":" in u}
+    localparts = sorted({u[1:].split(":", 1)[0] for u in wanted})
+    rows = await conn.fetch(
+        "SELECT localpart, server_name, device_id FROM userapi_devices WHERE localpart = ANY($1)",
+        Array(localparts),
+    )
+    out: dict[str, set[str]] = {}
+    for r in rows:
+        user_id = f"@{r[0]}:{r[1]}"
+        if user_id in wanted:
+            out.setdefault(user_id, set()).add(str(r[2]))
+    return out
+
+
 async def device_for_access_token(conn: Conn, token: str) -> Device | None:
     """The device Dendrite issued ``token`` to (``userapi_devices``), or None.
 
