@@ -197,10 +197,17 @@ async def test_an_offset_stored_under_the_files_identity_is_taken_over_once(
             len(head),
         )
 
+    # Another file whose name merely starts like it keeps its own offset.
+    namesake = tmp_path / "room.log#notes"
+    namesake.write_bytes(b"\n")
+    await follow_file(str(namesake), ingestor, follow=False)
     await engine.write(legacy)
     await follow_file(str(path), ingestor, follow=False)
     assert await _ids(engine) == [event_id_of(m) for m in messages[4:]]  # not re-read
-    assert await engine.read(_offsets) == {file_source(str(path)): _at_end(path)}
+    assert await engine.read(_offsets) == {
+        file_source(str(path)): _at_end(path),
+        file_source(str(namesake)): _at_end(namesake),
+    }
 
 
 async def test_missing_path_while_following_is_logged_once(

@@ -8,6 +8,7 @@ each batch is one write transaction, then the notifier is told what changed.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import trio
 from ..errors import StorageError
 from ..notifier import Notifier
 from ..observability.metrics import BATCH_COMMIT, INGEST_MESSAGES
-from ..storage import Conn, Engine
+from ..storage import Array, Conn, Engine
 from ..tokens import StreamToken
 from .apply import Applied, Item, apply_batch
 from .messages import BadMessage, parse_message
@@ -59,6 +60,9 @@ async def source_offset(conn: Conn, source: str) -> int:
     return 0 if value is None else int(value)
 
 
+_LEGACY_EPOCH = re.compile(r"[0-9]+:[0-9]+")
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     """How far a source has been consumed: ``offset``, counted in ``epoch``.
@@ -83,15 +87,18 @@ async def stored_position(conn: Conn, source: str) -> Position:
         "SELECT position, epoch FROM ingest_offsets WHERE source = $1", source
     )
     prefix = source + "#"
-    legacy = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT source, position FROM ingest_offsets "
         "WHERE substr(source, 1, $2) = $1 ORDER BY position DESC",
         prefix,
         len(prefix),
     )
+    # Only ``#DEVICE:INODE`` suffixes: ``file:/x#y`` may be another file's own name.
+    legacy = [r for r in rows if _LEGACY_EPOCH.fullmatch(str(r[0])[len(prefix) :])]
     if legacy:
         await conn.execute(
-            "DELETE FROM ingest_offsets WHERE substr(source, 1, $2) = $1", prefix, len(prefix)
+            "DELETE FROM ingest_offsets WHERE source = ANY($1)",
+            Array([str(r[0]) for r in legacy]),
         )
         if row is None:
             position = Position(int(legacy[0][1]), str(legacy[0][0])[len(prefix) :])
