@@ -47,6 +47,9 @@ class Config:
     #: Who checks access tokens: ``local``, ``homeserver-database`` or ``whoami``.
     auth: str = "local"
     auth_cache_ttl: float = 60.0
+    #: With ``homeserver-database``: seconds between re-checks of every cached token (one
+    #: query), so a logout at the homeserver is honoured within that time; 0: never.
+    auth_recheck_interval: float = 5.0
     auth_negative_ttl: float = 5.0
     auth_cache_size: int = 100_000
     #: ``nats://HOST:PORT`` of the homeserver's NATS JetStream: consume its output streams.
@@ -107,6 +110,7 @@ _TYPES: dict[str, type] = {
     "homeserver_timeout": float,
     "auth_cache_ttl": float,
     "auth_negative_ttl": float,
+    "auth_recheck_interval": float,
     "auth_cache_size": int,
     "local_writes": bool,
 }
@@ -165,7 +169,7 @@ def _check(config: Config, key: str, origin: str) -> None:
             parse_listen(value)
         except ValueError as exc:
             problem = str(exc)
-    elif key in ("graceful_timeout", "keep_alive_timeout") and value < 0:
+    elif key in ("graceful_timeout", "keep_alive_timeout", "auth_recheck_interval") and value < 0:
         problem = f"{value} is negative"
     elif key == "follow_poll_interval" and value <= 0:
         problem = f"{value} is not a positive number of seconds"

@@ -27,7 +27,7 @@ from .config import Config
 from .homeserver import HomeserverDatabase, open_optional_homeserver_database
 from .homeserver.auth import Authenticator
 from .homeserver.lookups import HomeserverLookups
-from .homeserver.providers import choose_provider
+from .homeserver.providers import Rechecking, choose_provider
 from .homeserver.token_cache import TokenCache
 from .homeserver.versions import HomeserverVersions
 from .http.app import create_app
@@ -178,7 +178,8 @@ async def _homeserver_client(config: Config) -> AsyncIterator[httpx.AsyncClient 
 
 async def _start_auth(config: Config, service: Service, nursery: trio.Nursery) -> Authenticator:
     """The authenticator the ``auth`` setting names; for ``local``, with the token-change
-    watch running in ``nursery``."""
+    watch running in ``nursery``, for ``homeserver-database`` its re-check of cached
+    tokens."""
     provider = choose_provider(
         config, service.engine, service.homeserver_db, service.homeserver_client
     )
@@ -192,7 +193,10 @@ async def _start_auth(config: Config, service: Service, nursery: trio.Nursery) -
     if config.auth == "local":
         watch = service.engine.change_watch(TOKEN_CHANNEL, TOKEN_COUNTER_SQL)
         await nursery.start(watch.run)
-    return Authenticator(provider, cache, watch)
+    authenticator = Authenticator(provider, cache, watch)
+    if isinstance(provider, Rechecking) and config.auth_recheck_interval > 0:
+        nursery.start_soon(authenticator.recheck_forever, config.auth_recheck_interval, provider)
+    return authenticator
 
 
 @asynccontextmanager

@@ -3,10 +3,12 @@ real PostgreSQL database), for a device trio-sync never registered."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import httpx
 import pytest
+import trio
 
 from trio_sync import Config, open_service
 
@@ -14,6 +16,7 @@ from ..dendrite import DendriteDatabase
 from ..e2e.conftest import SYNC_PATH, auth, sync
 
 ALICE = "@alice:example.org"
+BOB = "@bob:example.org"
 
 
 async def test_sync_with_a_dendrite_token(config: Config, dendrite_db: DendriteDatabase) -> None:
@@ -38,6 +41,61 @@ async def test_sync_with_a_dendrite_token(config: Config, dendrite_db: DendriteD
         svc.auth.cache.clear()
         r = await http.get(SYNC_PATH, headers=auth("syt_alice"))
         assert (r.status_code, r.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+
+
+async def _first_refusal(http: httpx.AsyncClient, token: str, within: float) -> float:
+    """Seconds until ``token`` is refused (polling every 20 ms, ``within`` at most)."""
+    started = time.monotonic()
+    with trio.fail_after(within):
+        # Polling another system (Dendrite's table) through trio-sync: nothing to wait on.
+        while (await http.get(SYNC_PATH, headers=auth(token))).status_code != 401:  # noqa: ASYNC110
+            await trio.sleep(0.02)
+    return time.monotonic() - started
+
+
+async def test_a_logout_is_honoured_within_the_recheck_interval(
+    config: Config, dendrite_db: DendriteDatabase
+) -> None:
+    await dendrite_db.add_device(ALICE, "PHONE", "syt_alice")
+    await dendrite_db.add_device(BOB, "LAPTOP", "syt_bob")
+    cfg = replace(
+        config,
+        auth="homeserver-database",
+        homeserver_database=dendrite_db.url,
+        auth_cache_ttl=3600.0,
+        auth_recheck_interval=0.3,
+    )
+    async with open_service(cfg) as svc, httpx.AsyncClient(base_url=svc.addresses[0]) as http:
+        await sync(http, "syt_alice")
+        await sync(http, "syt_bob")
+        await trio.sleep(1)  # several re-checks: both tokens stay valid and cached
+        await sync(http, "syt_alice", timeout=0)
+        assert svc.auth.lookups == 2
+        # Logged out in Dendrite: refused within the interval (plus a query), not the TTL.
+        await dendrite_db.remove_device(ALICE, "PHONE")
+        assert await _first_refusal(http, "syt_alice", within=5) < 2
+        # The other device was re-checked too, and is still answered from the cache.
+        await sync(http, "syt_bob", timeout=0)
+        assert svc.auth.lookups == 3
+
+
+async def test_without_recheck_a_logout_waits_for_the_ttl(
+    config: Config, dendrite_db: DendriteDatabase
+) -> None:
+    await dendrite_db.add_device(ALICE, "PHONE", "syt_alice")
+    cfg = replace(
+        config,
+        auth="homeserver-database",
+        homeserver_database=dendrite_db.url,
+        auth_cache_ttl=1.0,
+        auth_recheck_interval=0,
+    )
+    async with open_service(cfg) as svc, httpx.AsyncClient(base_url=svc.addresses[0]) as http:
+        await sync(http, "syt_alice")
+        await dendrite_db.remove_device(ALICE, "PHONE")
+        await trio.sleep(0.5)
+        await sync(http, "syt_alice", timeout=0)  # still cached: nothing re-checked it
+        assert await _first_refusal(http, "syt_alice", within=5) < 1.5
 
 
 async def test_no_caching_when_the_ttl_is_zero(

@@ -1,5 +1,6 @@
-"""deploy/nginx.conf, run by Debian's real nginx in front of trio-sync and a homeserver
-stand-in: every path lands where trio_sync.http.routemap says."""
+"""deploy/nginx.conf and deploy/Caddyfile, run by Debian's real nginx and Caddy in front
+of trio-sync and a homeserver stand-in: every path lands where trio_sync.http.routemap
+says, and a long-poll goes through."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import shutil
 import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
@@ -95,17 +97,53 @@ async def upstream() -> AsyncIterator[Upstream]:
         yield up
 
 
-@pytest.fixture
-async def nginx(service: Service, upstream: Upstream, tmp_path: Path) -> AsyncIterator[str]:
+@asynccontextmanager
+async def _serving(
+    command: list[str], port: int, env: dict[str, str] | None = None
+) -> AsyncIterator[str]:
+    """Run ``command`` (a proxy listening on 127.0.0.1:``port``); its URL once it accepts
+    connections. The process is terminated (killed after 5 s) on the way out."""
+    async with trio.open_nursery() as nursery:
+        proc = await nursery.start(partial(trio.run_process, command, check=False, env=env))
+        with trio.fail_after(10):
+            while True:
+                try:
+                    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                    await stream.aclose()
+                    break
+                except OSError:
+                    await trio.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            with trio.move_on_after(5):
+                await proc.wait()
+            proc.kill()
+
+
+async def _check(command: list[str], env: dict[str, str] | None = None) -> None:
+    """The proxy's own configuration check must pass."""
+    done = await trio.run_process(
+        command, capture_stdout=True, capture_stderr=True, check=False, env=env
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()
+
+
+def _binary(name: str) -> str:
+    binary = shutil.which(name) or shutil.which(name, path="/usr/sbin")
+    assert binary is not None, f"{name} is not installed (apt-get install {name})"
+    return binary
+
+
+@asynccontextmanager
+async def _nginx(trio_sync: int, homeserver: int, tmp_path: Path) -> AsyncIterator[str]:
     """Real nginx with deploy/nginx.conf, its addresses templated to this test's servers."""
-    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-    assert binary is not None, "nginx is not installed (apt-get install nginx)"
+    binary = _binary("nginx")
     port = _free_port()
     site = (DEPLOY / "nginx.conf").read_text()
-    site = site.replace(
-        "server 127.0.0.1:8009;", f"server 127.0.0.1:{_port(service.addresses[0])};"
-    )
-    site = site.replace("server 127.0.0.1:8008;", f"server 127.0.0.1:{_port(upstream.url)};")
+    site = site.replace("server 127.0.0.1:8009;", f"server 127.0.0.1:{trio_sync};")
+    site = site.replace("server 127.0.0.1:8008;", f"server 127.0.0.1:{homeserver};")
     site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};")
     (tmp_path / "site.conf").write_text(site)
     user = "user root root;" if os.geteuid() == 0 else ""
@@ -127,42 +165,55 @@ http {{
 }}
 """
     )
-    check = await trio.run_process(
-        [binary, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-        capture_stderr=True,
-        check=False,
-    )
-    assert check.returncode == 0, check.stderr.decode()
-    async with trio.open_nursery() as nursery:
-        proc = await nursery.start(
-            partial(
-                trio.run_process,
-                [binary, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-                check=False,
-            )
-        )
-        with trio.fail_after(10):
-            while True:
-                try:
-                    stream = await trio.open_tcp_stream("127.0.0.1", port)
-                    await stream.aclose()
-                    break
-                except OSError:
-                    await trio.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            with trio.move_on_after(5):
-                await proc.wait()
-            proc.kill()
+    command = [binary, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")]
+    await _check([*command[:1], "-t", *command[1:]])
+    async with _serving(command, port) as url:
+        yield url
+
+
+@asynccontextmanager
+async def _caddy(trio_sync: int, homeserver: int, tmp_path: Path) -> AsyncIterator[str]:
+    """Real Caddy with deploy/Caddyfile: the site served over plain HTTP on a free port
+    (no certificates), its admin endpoint off, its state under ``tmp_path``."""
+    binary = _binary("caddy")
+    port = _free_port()
+    site = (DEPLOY / "Caddyfile").read_text()
+    site = site.replace("matrix.example.org {", f"http://127.0.0.1:{port} {{")
+    site = site.replace("reverse_proxy 127.0.0.1:8009", f"reverse_proxy 127.0.0.1:{trio_sync}")
+    site = site.replace("reverse_proxy 127.0.0.1:8008", f"reverse_proxy 127.0.0.1:{homeserver}")
+    config = tmp_path / "Caddyfile"
+    config.write_text("{\n\tadmin off\n\tauto_https off\n}\n\n" + site)
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+    command = [binary, "run", "--adapter", "caddyfile", "--config", str(config)]
+    await _check([binary, "validate", "--adapter", "caddyfile", "--config", str(config)], env)
+    async with _serving(command, port, env) as url:
+        yield url
+
+
+PROXIES = {"nginx": _nginx, "caddy": _caddy}
+
+
+@pytest.fixture(params=sorted(PROXIES))
+async def proxy(
+    request: pytest.FixtureRequest, service: Service, upstream: Upstream, tmp_path: Path
+) -> AsyncIterator[str]:
+    """A real reverse proxy running its deploy/ configuration in front of ``service`` and
+    the homeserver stand-in ``upstream``."""
+    run = PROXIES[request.param]
+    async with run(_port(service.addresses[0]), _port(upstream.url), tmp_path) as url:
+        yield url
 
 
 async def test_each_path_lands_where_the_map_says(
-    nginx: str, service: Service, upstream: Upstream
+    proxy: str, service: Service, upstream: Upstream
 ) -> None:
     token = await service.add_device(ALICE, "PHONE")
-    async with httpx.AsyncClient(base_url=nginx, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=proxy, timeout=30) as http:
         for path, ours in SAMPLES:
             seen = len(upstream.requests)
             r = await http.get(path, params={"timeout": "0"}, headers=auth(token))

@@ -204,3 +204,61 @@ async def test_nats_restarted_under_load(private_nats: PrivateNats, config: Conf
                     if typing and ALICE in typing[0]["content"]["user_ids"]:
                         break
         await run_asyncio(nc.close)
+
+
+async def _presence(http: httpx.AsyncClient, token: str, user_id: str) -> dict[str, object]:
+    response = await http.get(
+        f"/_matrix/client/v3/presence/{user_id}/status",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+async def test_a_memory_stream_recreated_while_stopped_is_read_from_its_start(
+    private_nats: PrivateNats, config: Config
+) -> None:
+    # Presence lives in a memory stream. trio-sync commits sequence 3 of it and stops;
+    # NATS restarts (the stream is lost), Dendrite creates it anew and publishes 5
+    # presence updates before trio-sync starts again. Sequences 1-3 of the new stream
+    # are new messages, not the ones committed: all 5 must be applied.
+    users = [f"@p{i}:{SERVER}" for i in range(1, 6)]
+    async with open_bridge():
+        nc = await run_asyncio(
+            partial(
+                nats.connect, private_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2
+            )
+        )
+        bus = DendriteBus(nc, new_prefix())
+        await bus.setup()
+        cfg = dataclasses.replace(config, jetstream=private_nats.url, jetstream_prefix=bus.prefix)
+        log = RoomLog(SERVER)
+        room = [*log.create_room(ROOM, ALICE, "Presence"), log.member(ROOM, BOB, "join")]
+        room += [log.member(ROOM, user, "join") for user in users]
+        async with open_service(cfg) as service:
+            token = await service.add_device(BOB, "PHONE")
+            for message in room:
+                seq = await bus.room_event(message)
+            await wait_committed(service, bus, "OutputRoomEvent", seq)
+            for i in range(3):
+                seq = await bus.presence(ALICE, "online", 1_000 + i, f"before {i}")
+            assert seq == 3
+            await wait_committed(service, bus, "OutputPresenceEvent", 3)
+
+        await private_nats.stop()
+        await private_nats.start()
+        await bus.setup()  # as Dendrite does on reconnecting: the memory streams are new
+        for i, user in enumerate(users, start=1):
+            assert await bus.presence(user, "online", 2_000 + i, f"after {i}") == i
+
+        async with (
+            open_service(cfg) as service,
+            httpx.AsyncClient(base_url=service.addresses[0], timeout=30) as http,
+        ):
+            await wait_committed(service, bus, "OutputPresenceEvent", len(users))
+            for i, user in enumerate(users, start=1):
+                body = await _presence(http, token, user)
+                assert (body["presence"], body.get("status_msg")) == ("online", f"after {i}")
+            assert (await _presence(http, token, ALICE))["status_msg"] == "before 2"
+        await run_asyncio(nc.close)

@@ -14,7 +14,7 @@ import trio
 from trio_sync.ingest import Ingestor
 from trio_sync.ingest.runner import source_offset
 from trio_sync.roomlog import RoomLog, dumps_lines
-from trio_sync.sources.file import file_source, follow_file
+from trio_sync.sources.file import file_epoch, file_source, follow_file
 from trio_sync.storage import Conn, Engine
 
 from .support import ALICE, ROOM, Message, event_id_of, stored_events
@@ -32,9 +32,16 @@ async def _ids(engine: Engine) -> list[str]:
     return [event_id for _, event_id in await stored_events(engine)]
 
 
-async def _offsets(conn: Conn) -> dict[str, int]:
-    rows = await conn.fetch("SELECT source, position FROM ingest_offsets")
-    return {str(r[0]): int(r[1]) for r in rows}
+async def _offsets(conn: Conn) -> dict[str, tuple[int, str | None]]:
+    """Every stored position: source name -> (offset, epoch)."""
+    rows = await conn.fetch("SELECT source, position, epoch FROM ingest_offsets")
+    return {str(r[0]): (int(r[1]), r[2]) for r in rows}
+
+
+def _at_end(path: Path) -> tuple[int, str]:
+    """The stored position of the file now at ``path`` once it is consumed whole."""
+    st = path.stat()
+    return st.st_size, file_epoch(st)
 
 
 async def _until(engine: Engine, ids: list[str]) -> None:
@@ -59,7 +66,7 @@ async def test_rename_and_recreate_finishes_the_old_file_then_reads_the_new(
     async with trio.open_nursery() as nursery:
         await start_follower(nursery, path, ingestor, progress)
         await _until(engine, [event_id_of(m) for m in messages[:6]])
-        old_source = file_source(str(path))
+        old_epoch = file_epoch(path.stat())
 
         path.rename(rotated)
         with rotated.open("ab") as f:  # the writer finishes its last lines in the old file
@@ -68,9 +75,9 @@ async def test_rename_and_recreate_finishes_the_old_file_then_reads_the_new(
         await _until(engine, [event_id_of(m) for m in messages])
         nursery.cancel_scope.cancel()
 
-    offsets = await engine.read(_offsets)
-    assert old_source not in offsets  # finished, forgotten
-    assert offsets[file_source(str(path))] == path.stat().st_size
+    # One position per path, now counted in the new file's identity.
+    assert file_epoch(path.stat()) != old_epoch
+    assert await engine.read(_offsets) == {file_source(str(path)): _at_end(path)}
     assert len(_transitions(caplog, "was rotated")) == 1
 
 
@@ -83,7 +90,7 @@ async def test_copy_truncate_restarts_from_the_start_after_a_warning(
     async with trio.open_nursery() as nursery:
         await start_follower(nursery, path, ingestor, Progress())
         await _until(engine, [event_id_of(m) for m in messages[:8]])
-        source = file_source(str(path))
+        source, epoch = file_source(str(path)), file_epoch(path.stat())
 
         shutil.copyfile(path, tmp_path / "room.log.1")
         with path.open("r+b") as f:
@@ -97,8 +104,8 @@ async def test_copy_truncate_restarts_from_the_start_after_a_warning(
         await _until(engine, [event_id_of(m) for m in messages])
         nursery.cancel_scope.cancel()
 
-    assert file_source(str(path)) == source  # the same file all along
-    assert await engine.read(source_offset, source) == path.stat().st_size
+    assert file_epoch(path.stat()) == epoch  # the same file all along
+    assert await engine.read(_offsets) == {source: _at_end(path)}
     assert len(_transitions(caplog, "was truncated")) == 1
 
 
@@ -140,17 +147,17 @@ async def test_a_file_rewritten_in_place_while_stopped_is_read_again(
     path = tmp_path / "room.log"
     path.write_bytes(dumps_lines(messages[:5]))
     await follow_file(str(path), ingestor, follow=False)
-    source = file_source(str(path))
+    epoch = file_epoch(path.stat())
     with path.open("r+b") as f:  # same inode, new content (copy-truncate, then growth)
         f.truncate(0)
         f.write(b"\n" + dumps_lines(messages[5:]))
-    assert file_source(str(path)) == source
+    assert file_epoch(path.stat()) == epoch
     await follow_file(str(path), ingestor, follow=False)
     assert await _ids(engine) == [event_id_of(m) for m in messages]
     assert len(_transitions(caplog, "no line end at its consumed offset")) == 1
 
 
-async def test_an_offset_stored_by_path_is_taken_over_by_the_files_identity(
+async def test_an_offset_stored_without_identity_is_taken_over_by_the_file(
     engine: Engine, ingestor: Ingestor, tmp_path: Path
 ) -> None:
     messages = _messages(10)
@@ -170,7 +177,37 @@ async def test_an_offset_stored_by_path_is_taken_over_by_the_files_identity(
     await engine.write(legacy)
     await follow_file(str(path), ingestor, follow=False)
     assert await _ids(engine) == [event_id_of(m) for m in messages[4:]]  # not re-read
-    assert await engine.read(_offsets) == {file_source(str(path)): path.stat().st_size}
+    assert await engine.read(_offsets) == {by_path: _at_end(path)}
+
+
+async def test_an_offset_stored_under_the_files_identity_is_taken_over_once(
+    engine: Engine, ingestor: Ingestor, tmp_path: Path
+) -> None:
+    messages = _messages(10)
+    path = tmp_path / "room.log"
+    head = dumps_lines(messages[:4])
+    path.write_bytes(head + dumps_lines(messages[4:]))
+    by_identity = f"{file_source(str(path))}#{file_epoch(path.stat())}"
+
+    async def legacy(conn: Conn) -> None:
+        # As releases before epochs stored it: the file's identity in the source name.
+        await conn.execute(
+            "INSERT INTO ingest_offsets (source, position) VALUES ($1, $2)",
+            by_identity,
+            len(head),
+        )
+
+    # Another file whose name merely starts like it keeps its own offset.
+    namesake = tmp_path / "room.log#notes"
+    namesake.write_bytes(b"\n")
+    await follow_file(str(namesake), ingestor, follow=False)
+    await engine.write(legacy)
+    await follow_file(str(path), ingestor, follow=False)
+    assert await _ids(engine) == [event_id_of(m) for m in messages[4:]]  # not re-read
+    assert await engine.read(_offsets) == {
+        file_source(str(path)): _at_end(path),
+        file_source(str(namesake)): _at_end(namesake),
+    }
 
 
 async def test_missing_path_while_following_is_logged_once(

@@ -50,3 +50,15 @@ async def test_an_answer_older_than_a_clear_is_not_kept() -> None:
     cache.clear()  # e.g. the token was revoked while the lookup ran
     cache.put("good", ALICE, started)
     assert cache.get("good") is None
+
+
+async def test_forget_drops_only_the_named_valid_tokens() -> None:
+    cache = TokenCache(ttl=60, negative_ttl=5)
+    for token in ("a", "b", "c"):
+        cache.put(token, ALICE, cache.generation)
+    cache.put("bad", None, cache.generation)
+    assert sorted(cache.accepted()) == ["a", "b", "c"]  # rejections are not re-checked
+    cache.forget({"b", "unknown"})
+    assert cache.get("b") is None
+    assert cache.get("a") == ALICE and cache.get("c") == ALICE
+    assert cache.get("bad") is REJECTED

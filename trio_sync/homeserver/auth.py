@@ -9,11 +9,16 @@ The provider is chosen by the ``auth`` setting (``local``, ``homeserver-database
   the counter on SQLite), for the homeserver's providers for ``auth_cache_ttl`` seconds;
 * an unknown token is answered 401 from memory for ``auth_negative_ttl`` seconds (also
   forgotten at once on a local change, so a token just added works at once);
-* concurrent requests with the same uncached token share one lookup.
+* concurrent requests with the same uncached token share one lookup;
+* with a provider that can check many tokens in one query (``homeserver-database``),
+  every cached token is checked again every ``auth_recheck_interval`` seconds
+  (:meth:`Authenticator.recheck_forever`), and those gone (a logout) are forgotten: a
+  logout is honoured within that interval rather than ``auth_cache_ttl``.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import trio
@@ -22,8 +27,13 @@ from ..errors import MatrixError
 from ..http.params import storable
 from ..storage.accounts import Device
 from ..storage.engine import ChangeWatch
-from .providers import TokenProvider
+from .providers import Rechecking, TokenProvider
 from .token_cache import REJECTED, TokenCache
+
+log = logging.getLogger(__name__)
+
+#: At most this many tokens per re-check query.
+RECHECK_CHUNK = 10_000
 
 
 def unknown_token() -> MatrixError:
@@ -52,6 +62,27 @@ class Authenticator:
         self._pending: dict[str, _Lookup] = {}
         #: How many times the provider was asked (for tests and the benchmark).
         self.lookups = 0
+
+    async def recheck_forever(self, interval: float, provider: Rechecking) -> None:
+        """Every ``interval`` seconds, ask ``provider`` which cached tokens still exist
+        (one query per :data:`RECHECK_CHUNK` tokens) and forget the others. When it
+        cannot be asked, answers stay cached (at most ``auth_cache_ttl``) and the next
+        round tries again. Runs until cancelled; cancellation loses nothing."""
+        failing = False
+        while True:
+            await trio.sleep(interval)
+            tokens = self.cache.accepted()
+            try:
+                for start in range(0, len(tokens), RECHECK_CHUNK):
+                    chunk = tokens[start : start + RECHECK_CHUNK]
+                    valid = await provider.recheck(chunk)
+                    self.cache.forget(set(chunk) - valid)
+            except MatrixError as exc:
+                if not failing:
+                    log.warning("re-checking cached access tokens: %s", exc.message)
+                failing = True
+            else:
+                failing = False
 
     def invalidate(self) -> None:
         """Forget every cached answer (a device or token changed in this process)."""

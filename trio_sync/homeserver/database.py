@@ -10,14 +10,14 @@ and column names are Dendrite's (``userapi_devices``, ``userapi_account_datas``,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from ..errors import StorageError
 from ..storage.accounts import Device
-from ..storage.engine import Conn, Engine
+from ..storage.engine import Array, Conn, Engine
 from ..storage.postgres import open_postgres
 
 
@@ -54,6 +54,32 @@ async def open_optional_homeserver_database(
         return
     async with open_homeserver_database(url) as db:
         yield db
+
+
+async def existing_access_tokens(conn: Conn, tokens: Sequence[str]) -> set[str]:
+    """Which of ``tokens`` are still in Dendrite's devices table (one query on its
+    primary key)."""
+    rows = await conn.fetch(
+        "SELECT access_token FROM userapi_devices WHERE access_token = ANY($1)", Array(list(tokens))
+    )
+    return {str(r[0]) for r in rows}
+
+
+async def homeserver_device_ids(conn: Conn, user_ids: Sequence[str]) -> dict[str, set[str]]:
+    """The device IDs Dendrite holds for each of ``user_ids`` (``userapi_devices``, one
+    query on its ``localpart, server_name, device_id`` index; absent: none)."""
+    wanted = {u for u in user_ids if u.startswith("@") and ":" in u}
+    localparts = sorted({u[1:].split(":", 1)[0] for u in wanted})
+    rows = await conn.fetch(
+        "SELECT localpart, server_name, device_id FROM userapi_devices WHERE localpart = ANY($1)",
+        Array(localparts),
+    )
+    out: dict[str, set[str]] = {}
+    for r in rows:
+        user_id = f"@{r[0]}:{r[1]}"
+        if user_id in wanted:
+            out.setdefault(user_id, set()).add(str(r[2]))
+    return out
 
 
 async def device_for_access_token(conn: Conn, token: str) -> Device | None:

@@ -10,7 +10,8 @@ token for a reason of its own, such as a deactivated account, passed on as it is
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import httpx
 import orjson
@@ -19,7 +20,7 @@ from ..config import Config
 from ..errors import MatrixError, StorageError
 from ..storage import Engine
 from ..storage.accounts import Device, device_for_token
-from .database import HomeserverDatabase, device_for_access_token
+from .database import HomeserverDatabase, device_for_access_token, existing_access_tokens
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,16 @@ class TokenProvider(Protocol):
     async def lookup(self, token: str) -> Device | None:
         """The token's device, or None if the authority does not know it. A checkpoint;
         cancelling it leaves nothing behind."""
+        ...
+
+
+@runtime_checkable
+class Rechecking(Protocol):
+    """A provider that can tell, in one call, which of many accepted tokens still exist."""
+
+    async def recheck(self, tokens: Sequence[str]) -> set[str]:
+        """The tokens of ``tokens`` still valid. A checkpoint; raises :func:`unavailable`
+        when the authority cannot be asked."""
         ...
 
 
@@ -62,7 +73,9 @@ class HomeserverDatabaseProvider:
     """The homeserver's own devices table (Dendrite's ``userapi_devices``), read only.
 
     The homeserver cannot tell trio-sync about a logout, so a valid answer is reused for
-    ``ttl`` seconds: a revoked token keeps working at most that long.
+    at most ``ttl`` seconds, and :meth:`recheck` lets the authenticator ask about every
+    cached token at once, every ``auth_recheck_interval`` seconds
+    (:meth:`~trio_sync.homeserver.auth.Authenticator.recheck_forever`).
     """
 
     def __init__(self, db: HomeserverDatabase, ttl: float) -> None:
@@ -72,6 +85,13 @@ class HomeserverDatabaseProvider:
     async def lookup(self, token: str) -> Device | None:
         try:
             return await self._db.engine.read_one(device_for_access_token, token)
+        except StorageError as exc:
+            log.warning("homeserver database: %s", exc)
+            raise unavailable("the homeserver's database is unreachable") from None
+
+    async def recheck(self, tokens: Sequence[str]) -> set[str]:
+        try:
+            return await self._db.engine.read_one(existing_access_tokens, tokens)
         except StorageError as exc:
             log.warning("homeserver database: %s", exc)
             raise unavailable("the homeserver's database is unreachable") from None

@@ -78,6 +78,15 @@ class TokenCache:
             while len(self._devices) > self._size:
                 self._devices.popitem(last=False)
 
+    def accepted(self) -> list[str]:
+        """Every token cached as valid (expired ones included until looked at)."""
+        return list(self._devices)
+
+    def forget(self, tokens: set[str]) -> None:
+        """Drop ``tokens`` from the valid ones: their next use asks the provider."""
+        for token in tokens:
+            self._devices.pop(token, None)
+
     def clear(self) -> None:
         """Forget everything: a token or device changed somewhere."""
         self.generation += 1

@@ -2,7 +2,9 @@
 target device (``*`` for every device of a user), all in one batch.
 
 A transaction is applied once per sending device and ``txnId``: a retried request is
-answered ``{}`` and delivers nothing again.
+answered ``{}`` and delivers nothing again. With a homeserver database, ``*`` names the
+devices the homeserver knows as well as trio-sync's own (:func:`expand_all_devices`):
+devices that only ever authenticated through the homeserver are not registered here.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 from quart import Response
 from quart_trio import QuartTrio
 
-from ..errors import bad_json, invalid_param
+from ..errors import StorageError, bad_json, invalid_param
+from ..homeserver.database import homeserver_device_ids
+from ..homeserver.providers import unavailable
+from ..storage.accounts import device_ids_of
 from .common import CLIENT_PREFIXES, authenticate, json_response, request_object, submit
 
 if TYPE_CHECKING:
@@ -50,6 +55,40 @@ def to_device_messages(
     return out
 
 
+async def expand_all_devices(
+    service: Service, messages: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``messages`` with each ``*`` target replaced by one message per device of the
+    user, trio-sync's own and the homeserver's (two reads); unchanged without a
+    homeserver database. 503 when that database cannot be reached."""
+    if service.homeserver_db is None:
+        return messages
+    users = sorted(
+        {
+            m["send_to_device"]["user_id"]
+            for m in messages
+            if m["send_to_device"]["device_id"] == "*"
+        }
+    )
+    if not users:
+        return messages
+    devices = await service.engine.read(device_ids_of, users)
+    try:
+        theirs = await service.homeserver_db.engine.read_one(homeserver_device_ids, users)
+    except StorageError:
+        raise unavailable("the homeserver's database is unreachable") from None
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        body = m["send_to_device"]
+        if body["device_id"] != "*":
+            out.append(m)
+            continue
+        user_id = body["user_id"]
+        for device_id in sorted(devices.get(user_id, set()) | theirs.get(user_id, set())):
+            out.append({**m, "send_to_device": {**body, "device_id": device_id}})
+    return out
+
+
 def add_routes(app: QuartTrio, service: Service) -> None:
     """Register ``sendToDevice`` under every client prefix."""
     for prefix in CLIENT_PREFIXES:
@@ -63,5 +102,5 @@ def add_routes(app: QuartTrio, service: Service) -> None:
             if "messages" not in body:
                 raise bad_json("'messages' is required")
             messages = to_device_messages(device, event_type, txn_id, body["messages"])
-            await submit(service, messages)
+            await submit(service, await expand_all_devices(service, messages))
             return json_response({})

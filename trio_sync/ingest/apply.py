@@ -48,6 +48,14 @@ class Item:
     offset: int | None
     raw: bytes
     message: Message | BadMessage
+    #: The source's position once this message is applied, when that is not ``offset``
+    #: itself: a file line starts at ``offset`` and is consumed at the next line's start.
+    end: int | None = None
+
+    @property
+    def reached(self) -> int | None:
+        """The source's position once this message is applied (``end``, else ``offset``)."""
+        return self.offset if self.end is None else self.end
 
 
 @dataclass(slots=True)
@@ -125,9 +133,14 @@ def _dumps(obj: Any) -> str:
 
 
 async def apply_batch(
-    conn: Conn, source: str, items: Sequence[Item], end_offset: int | None
+    conn: Conn,
+    source: str,
+    items: Sequence[Item],
+    end_offset: int | None,
+    epoch: str | None = None,
 ) -> Applied:
-    """Apply ``items`` in order and record ``end_offset`` as consumed for ``source``."""
+    """Apply ``items`` in order and record ``end_offset`` (counted in ``epoch``, see
+    :class:`~trio_sync.sources.base.Position`) as consumed for ``source``."""
     # Events that touch state must be known as duplicates before their state delta is
     # looked at. In a batch of several messages, all events are looked up at once so that
     # runs of plain events (no state) can be inserted together; a lone plain event is
@@ -193,10 +206,12 @@ async def apply_batch(
         await conn.executemany("UPDATE streams SET position = $2 WHERE stream = $1", changed)
     if end_offset is not None:
         await conn.execute(
-            "INSERT INTO ingest_offsets (source, position) VALUES ($1, $2) "
-            "ON CONFLICT (source) DO UPDATE SET position = excluded.position",
+            "INSERT INTO ingest_offsets (source, position, epoch) VALUES ($1, $2, $3) "
+            "ON CONFLICT (source) DO UPDATE SET position = excluded.position, "
+            "epoch = excluded.epoch",
             source,
             end_offset,
+            epoch,
         )
     out.token = positions.token()
     return out

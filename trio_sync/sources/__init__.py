@@ -8,7 +8,7 @@ new module over :class:`.base.Source`; nothing under ``storage/`` or the notifie
 which one is in use.
 """
 
-from .base import Batch, Source, run_source
-from .file import file_source, follow_file
+from .base import Batch, Position, Source, run_source
+from .file import FileSource, file_source, follow_file
 
-__all__ = ["Batch", "Source", "file_source", "follow_file", "run_source"]
+__all__ = ["Batch", "FileSource", "Position", "Source", "file_source", "follow_file", "run_source"]

@@ -6,25 +6,28 @@ place), the old file is read to its end, then the new one from offset 0. A file 
 shrinks below the consumed offset (rotation by copy and truncate) is read again from 0,
 after a warning. Each transition is logged once.
 
-The consumed offset is stored per file identity (:func:`file_source`), committed in the
-same transaction as the data it covers, so a restart resumes exactly where the last
-committed batch ended, and another file placed at the same path is read from its start.
+The consumed offset is committed under ``file:ABSPATH`` with the file's identity
+``DEVICE:INODE`` as its epoch (:class:`~trio_sync.sources.base.Position`), in the same
+transaction as the data it covers: a restart resumes exactly where the last committed
+batch ended, and another file found at the path is read from its start. An offset stored
+without an identity (by the path alone, as early releases kept it) is taken over once,
+if the file has a line end just before it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from ..ingest.apply import Applied
-from ..ingest.runner import Ingestor, source_offset
+from ..ingest.runner import Ingestor, parse_items
 from ..observability.metrics import report_lag
-from ..storage import Conn
+from .base import Batch, Position, run_source
 
 log = logging.getLogger(__name__)
 
@@ -32,42 +35,14 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int, int], None]
 
 
-def _identity_source(path: str, st: os.stat_result) -> str:
-    return f"file:{os.path.abspath(path)}#{st.st_dev}:{st.st_ino}"
-
-
 def file_source(path: str) -> str:
-    """The source name the offset of the file now at ``path`` is stored under.
-
-    It names the file's identity (``file:ABSPATH#DEVICE:INODE``, the path as it was
-    when the file was opened): a different file at the same path has another.
-    """
-    return _identity_source(path, os.stat(path))
+    """The source name the offset of the file at ``path`` is stored under."""
+    return "file:" + os.path.abspath(path)
 
 
-async def adopt_offset(conn: Conn, source: str, legacy: str) -> int:
-    """The stored offset of ``source``; one stored under ``legacy`` (the path alone, as
-    releases before identities kept it) becomes ``source``'s, once."""
-    offset = await source_offset(conn, source)
-    old = await conn.fetchval("SELECT position FROM ingest_offsets WHERE source = $1", legacy)
-    if old is None:
-        return offset
-    await conn.execute("DELETE FROM ingest_offsets WHERE source = $1", legacy)
-    if offset:
-        return offset
-    await conn.execute(
-        "INSERT INTO ingest_offsets (source, position) VALUES ($1, $2) "
-        "ON CONFLICT (source) DO UPDATE SET position = excluded.position",
-        source,
-        int(old),
-    )
-    return int(old)
-
-
-async def forget_source(conn: Conn, source: str) -> None:
-    """Drop the stored offset of a finished (rotated away) file, so that a later file
-    that happens to reuse its inode is not mistaken for it."""
-    await conn.execute("DELETE FROM ingest_offsets WHERE source = $1", source)
+def file_epoch(st: os.stat_result) -> str:
+    """A file's identity, the epoch its offsets count in: ``DEVICE:INODE``."""
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 async def _stat(path: str) -> os.stat_result | None:
@@ -83,9 +58,12 @@ class _Open:
 
     f: Any  # trio's async file object
     st: os.stat_result
-    source: str
     offset: int
     pending: bytes = b""
+
+    @property
+    def epoch(self) -> str:
+        return file_epoch(self.st)
 
     def same_file(self, other: os.stat_result | None) -> bool:
         return other is not None and (other.st_dev, other.st_ino) == (
@@ -93,124 +71,198 @@ class _Open:
             self.st.st_ino,
         )
 
+    def size(self) -> int:
+        return int(os.fstat(self.f.fileno()).st_size)
 
-class _Follower:
+
+class FileSource:
+    """The JSON-lines log at ``path`` as a :class:`~trio_sync.sources.base.Source`.
+
+    With ``follow``, its batches go on as the file grows, wait for it to appear, and
+    follow rotation and truncation (see the module docstring) until cancelled;
+    otherwise they end at the end of the last complete line (a missing file is
+    FileNotFoundError). A partial last line is never read as a message while the file
+    is current: it waits for its newline. At most ``batch_lines`` messages per batch.
+    """
+
     def __init__(
         self,
         path: str,
-        ingestor: Ingestor,
-        batch_lines: int,
-        progress: Progress | None,
+        *,
+        follow: bool = True,
+        batch_lines: int = 500,
+        poll_interval: float = 0.2,
+        progress: Progress | None = None,
     ) -> None:
         self.path = path
         self.label = os.path.abspath(path)
-        self.ingestor = ingestor
-        self.batch_lines = batch_lines
-        self.progress = progress
-        self.total = Applied()
-        self.messages = 0
+        self.name = file_source(path)
+        self._follow = follow
+        self._batch_lines = batch_lines
+        self._poll = poll_interval
+        self._progress = progress
+        self._messages = 0
 
-    async def open(self, *, fresh: bool) -> _Open | None:
-        """Open the file at the path; ``fresh``: a file that appeared while following,
-        read from 0 whatever is stored for its identity."""
+    async def _open(self) -> _Open | None:
         try:
             f = await trio.open_file(self.path, "rb")
         except FileNotFoundError:
             return None
-        st = os.fstat(f.fileno())
-        source = _identity_source(self.path, st)
-        engine = self.ingestor.engine
-        if fresh:
-            offset = 0
-            await engine.write(forget_source, source)
-        else:
-            offset = await engine.write(adopt_offset, source, "file:" + self.label)
-            offset = await self._check_offset(f, st, offset)
-        await f.seek(offset)
-        return _Open(f, st, source, offset)
+        return _Open(f, os.fstat(f.fileno()), 0)
 
-    async def _check_offset(self, f: Any, st: os.stat_result, offset: int) -> int:
-        if offset > st.st_size:
+    async def _resume(self, cur: _Open, after: Position) -> bool:
+        """Seek ``cur`` to where reading resumes; True if that is not ``after``."""
+        offset = after.offset
+        if after.epoch not in (None, cur.epoch):
+            offset = 0
+        elif offset > cur.st.st_size:
             log.warning(
                 "log %s is shorter (%d bytes) than its consumed offset %d: it was truncated; "
                 "reading it again from the start",
                 self.path,
-                st.st_size,
+                cur.st.st_size,
                 offset,
             )
-            return 0
-        if offset:
-            await f.seek(offset - 1)
-            if await f.read(1) != b"\n":
+            offset = 0
+        elif offset:
+            await cur.f.seek(offset - 1)
+            if await cur.f.read(1) != b"\n":
                 log.warning(
                     "log %s has no line end at its consumed offset %d: it is another file; "
                     "reading it from the start",
                     self.path,
                     offset,
                 )
-                return 0
-        return offset
+                offset = 0
+        await cur.f.seek(offset)
+        cur.offset = offset
+        return offset != after.offset
 
-    async def submit(
-        self, cur: _Open, raws: list[bytes], offsets: list[int | None], end: int
-    ) -> None:
-        applied = await self.ingestor.submit(cur.source, raws, offsets, end)
-        self.total.merge(applied)
-        self.messages += len(raws)
-        cur.offset = end
+    def _restart(self, cur: _Open) -> Batch:
+        """Reading ``cur`` from 0 again, committed at once (with ``cur``'s identity)."""
+        return Batch([], 0, cur, restart=0, epoch=cur.epoch)
 
-    async def read_available(self, cur: _Open) -> bool:
-        """Apply every complete line now in the file; False if there was nothing new."""
-        chunk = await cur.f.read(1 << 20)
-        if not chunk:
-            return False
+    def _lines(self, cur: _Open, chunk: bytes, *, last: bool = False) -> list[Batch]:
+        """Batches of the complete lines of ``cur.pending + chunk`` (and, with ``last``,
+        of a final line without its newline); what is left stays pending."""
         cur.pending += chunk
         *lines, cur.pending = cur.pending.split(b"\n")
+        spans = [(line, len(line) + 1) for line in lines]
+        if last and cur.pending:
+            spans.append((cur.pending, len(cur.pending)))
+            cur.pending = b""
+        out: list[Batch] = []
         raws: list[bytes] = []
-        offsets: list[int | None] = []
-        position = cur.offset
-        for line in lines:
-            position += len(line) + 1
+        starts: list[int | None] = []
+        ends: list[int | None] = []
+        position = batched = cur.offset
+        for line, length in spans:
+            start, position = position, position + length
             if line.strip():
                 raws.append(line)
-                offsets.append(position - len(line) - 1)
-            if len(raws) >= self.batch_lines:
-                await self.submit(cur, raws, offsets, position)
-                raws, offsets = [], []
-        if position != cur.offset:
-            await self.submit(cur, raws, offsets, position)
-        await self.report(cur)
-        return True
+                starts.append(start)
+                ends.append(position)
+            if len(raws) >= self._batch_lines:
+                out.append(self._batch(cur, raws, starts, ends, position))
+                raws, starts, ends, batched = [], [], [], position
+        if position != batched:
+            out.append(self._batch(cur, raws, starts, ends, position))
+        cur.offset = position
+        return out
 
-    async def report(self, cur: _Open) -> None:
-        size = max(cur.offset, os.fstat(cur.f.fileno()).st_size)
-        report_lag(self.label, size - cur.offset)
-        if self.progress is not None:
-            self.progress(cur.offset, size, self.messages)
+    def _batch(
+        self,
+        cur: _Open,
+        raws: list[bytes],
+        starts: list[int | None],
+        ends: list[int | None],
+        end: int,
+    ) -> Batch:
+        self._messages += len(raws)
+        return Batch(parse_items(raws, starts, ends), end, cur, epoch=cur.epoch)
 
-    async def finish(self, cur: _Open) -> None:
-        """The file has been rotated away: apply what is left, a last line without its
-        newline included (nothing will complete it now)."""
-        while await self.read_available(cur):
-            pass
-        if cur.pending.strip():
-            end = cur.offset + len(cur.pending)
-            await self.submit(cur, [cur.pending], [cur.offset], end)
-            cur.pending = b""
-        await self.ingestor.engine.write(forget_source, cur.source)
-        await cur.f.aclose()
+    async def batches(self, after: Position) -> AsyncGenerator[Batch, None]:
+        cur = await self._open()
+        if cur is None:
+            if not self._follow:
+                raise FileNotFoundError(self.path)
+            log.warning("log %s does not exist yet; it will be read once it appears", self.path)
+            while cur is None:
+                await trio.sleep(self._poll)
+                cur = await self._open()
+        missing_logged = False
+        try:
+            if await self._resume(cur, after):
+                yield self._restart(cur)
+            while True:
+                chunk = await cur.f.read(1 << 20)
+                if chunk:
+                    for batch in self._lines(cur, chunk):
+                        yield batch
+                    continue
+                size = cur.size()
+                if size < cur.offset + len(cur.pending):
+                    log.warning(
+                        "log %s was truncated to %d bytes below the consumed offset %d; "
+                        "reading it again from the start",
+                        self.path,
+                        size,
+                        cur.offset + len(cur.pending),
+                    )
+                    await cur.f.seek(0)
+                    cur.offset, cur.pending = 0, b""
+                    yield self._restart(cur)
+                    continue
+                if not self._follow:
+                    self._report(cur)
+                    return
+                at_path = await _stat(self.path)
+                if at_path is None:
+                    if not missing_logged:
+                        log.warning(
+                            "log %s was removed or renamed; waiting for a new file", self.path
+                        )
+                        missing_logged = True
+                elif not cur.same_file(at_path):
+                    # Rotated: the old file is finished, a last line without its newline
+                    # included (nothing will complete it now); the new one read from 0.
+                    while chunk := await cur.f.read(1 << 20):
+                        for batch in self._lines(cur, chunk):
+                            yield batch
+                    for batch in self._lines(cur, b"", last=True):
+                        yield batch
+                    old, cur = cur, None
+                    await old.f.aclose()
+                    while cur is None:  # gone again already: wait for the next one
+                        cur = await self._open()
+                        if cur is None:
+                            await trio.sleep(self._poll)
+                    log.warning(
+                        "log %s was rotated: finished the previous file at offset %d; "
+                        "following the new file from its start",
+                        self.path,
+                        old.offset,
+                    )
+                    missing_logged = False
+                    yield self._restart(cur)
+                    continue
+                await trio.sleep(self._poll)
+        finally:
+            if cur is not None:
+                with trio.CancelScope(shield=True):
+                    await cur.f.aclose()
 
-    async def restart_truncated(self, cur: _Open, size: int) -> None:
-        log.warning(
-            "log %s was truncated to %d bytes below the consumed offset %d; "
-            "reading it again from the start",
-            self.path,
-            size,
-            cur.offset + len(cur.pending),
-        )
-        await cur.f.seek(0)
-        cur.pending = b""
-        await self.submit(cur, [], [], 0)
+    async def ack(self, batch: Batch) -> None:
+        """Report the lag (bytes not yet consumed) and the progress after ``batch``."""
+        cur: _Open = batch.token  # type: ignore[assignment]
+        self._report(cur, batch.end)
+
+    def _report(self, cur: _Open, done: int | None = None) -> None:
+        done = cur.offset if done is None else done
+        size = max(done, cur.size())
+        report_lag(self.label, size - done)
+        if self._progress is not None:
+            self._progress(done, size, self._messages)
 
 
 async def follow_file(
@@ -223,59 +275,15 @@ async def follow_file(
     progress: Progress | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> Applied:
-    """Ingest the JSON-lines log at ``path`` from the offset stored for the file there.
-
-    With ``follow``, keeps reading as the file grows, waits for it to appear, and
-    follows rotation and truncation (see the module docstring) until cancelled;
-    otherwise returns at the end of the last complete line, with what was applied.
-    A partial last line is never read as a message while the file is current: it waits
-    for its newline. Cancellation between batches loses nothing: the next start resumes
-    from the committed offset. Without ``follow``, a missing file is FileNotFoundError.
-    """
-    follower = _Follower(path, ingestor, batch_lines, progress)
-    task_status.started()
-    cur = await follower.open(fresh=False)
-    if cur is None:
-        if not follow:
-            raise FileNotFoundError(path)
-        log.warning("log %s does not exist yet; it will be read once it appears", path)
-        while cur is None:
-            await trio.sleep(poll_interval)
-            cur = await follower.open(fresh=False)
-    missing_logged = False
-    try:
-        while True:
-            if await follower.read_available(cur):
-                continue
-            size = os.fstat(cur.f.fileno()).st_size
-            if size < cur.offset + len(cur.pending):
-                await follower.restart_truncated(cur, size)
-                continue
-            if not follow:
-                await follower.report(cur)
-                return follower.total
-            at_path = await _stat(path)
-            if at_path is None:
-                if not missing_logged:
-                    log.warning("log %s was removed or renamed; waiting for a new file", path)
-                    missing_logged = True
-            elif not cur.same_file(at_path):
-                old = cur
-                await follower.finish(old)
-                new = await follower.open(fresh=True)
-                while new is None:  # gone again already: wait for the next one
-                    await trio.sleep(poll_interval)
-                    new = await follower.open(fresh=True)
-                cur = new
-                log.warning(
-                    "log %s was rotated: finished the previous file at offset %d; "
-                    "following the new file from its start",
-                    path,
-                    old.offset,
-                )
-                missing_logged = False
-                continue
-            await trio.sleep(poll_interval)
-    finally:
-        with trio.CancelScope(shield=True):
-            await cur.f.aclose()
+    """Ingest the JSON-lines log at ``path`` (a :class:`FileSource`) from its committed
+    offset, through :func:`~trio_sync.sources.base.run_source`; return what was applied
+    (only without ``follow``: following ends only by cancellation). Cancellation
+    between batches loses nothing: the next start resumes from the committed offset."""
+    source = FileSource(
+        path,
+        follow=follow,
+        batch_lines=batch_lines,
+        poll_interval=poll_interval,
+        progress=progress,
+    )
+    return await run_source(source, ingestor, task_status=task_status)

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,7 +50,7 @@ from ..ingest.messages import parse_message
 from ..ingest.runner import Ingestor, parse_items
 from ..observability.metrics import report_lag
 from . import dendrite_wire as wire
-from .base import Batch, run_source
+from .base import Batch, Position, run_source
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,12 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> tuple[int
             # Created concurrently (by Dendrite, or another stream task): fine if it exists.
             info = await js.stream_info(config.name)
     return int(info.state.last_seq or 0), info.created
+
+
+def stream_epoch(created: datetime | None) -> str | None:
+    """A stream's epoch (:class:`~trio_sync.sources.base.Position`): its creation time,
+    as NATS reports it (``StreamInfo.created``), to the microsecond."""
+    return None if created is None else created.isoformat()
 
 
 class Puller:
@@ -212,19 +218,22 @@ class StreamSource:
         self._max_backoff = max_backoff
         self._config = stream_config(prefix, settings)
         self._acked = 0
-        #: When the stream we consume was created: a different one later means a new stream.
-        self._created: datetime | None = None
+        #: When the stream we consume was created (:func:`stream_epoch`), committed with
+        #: the sequence: a stream created at another time is another stream.
+        self._epoch: str | None = None
         #: Holds the stream's interest while our durable is being repositioned.
         self._spare = self.durable + "Spare"
 
     async def _subscribe(self, after: int) -> tuple[Puller, int, int]:
         """Runs in asyncio: the stream and our durable exist (created if missing, the
         durable starting after ``after``); a pull subscription bound to it, and the
-        position to resume after (0 when the stream is younger than ``after``: it was
-        created anew, as a NATS restart does to a memory stream)."""
+        position to resume after (0 when the stream is not the one ``after`` counts in:
+        created at another time than the committed epoch, or ending before ``after``,
+        as when a NATS restart lost a memory stream, whether we were running or not)."""
         last, created = await ensure_stream(self._js, self._config)
-        renewed = None not in (created, self._created) and created != self._created
-        self._created = created
+        epoch = stream_epoch(created)
+        renewed = None not in (epoch, self._epoch) and epoch != self._epoch
+        self._epoch = epoch or self._epoch
         if after > 0 and (renewed or last < after):
             log.warning(
                 "JetStream stream %s was created anew (it ends at %d, we applied up to %d);"
@@ -286,13 +295,16 @@ class StreamSource:
             report_lag(self.name, int(info.num_pending or 0))
         return msgs
 
-    async def batches(self, after: int) -> AsyncIterator[Batch]:
-        """The stream's messages after sequence ``after``, a fetch at a time, forever.
+    async def batches(self, committed: Position) -> AsyncGenerator[Batch, None]:
+        """The stream's messages after sequence ``committed.offset``, a fetch at a time,
+        forever; from the stream's start when it is no longer the stream of
+        ``committed.epoch``.
 
         NATS errors are logged and retried with backoff (0.1 s doubling up to
         ``max_backoff``), resubscribing from the durable. Cancellation loses nothing.
         """
-        self._acked = after
+        self._acked = committed.offset
+        self._epoch = committed.epoch
         delay = 0.1
         while True:
             sub = None
@@ -310,7 +322,7 @@ class StreamSource:
                     delivered = _check_contiguous(msgs, delivered)
                     received = [_received(m) for m in msgs]
                     items = await self._translate(self.stream, received)
-                    yield Batch(items, received[-1].seq, msgs, restart)
+                    yield Batch(items, received[-1].seq, msgs, restart, self._epoch)
                     restart = None
             except NATS_ERRORS as exc:
                 log.warning(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .engine import Conn
+from .engine import Array, Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,17 @@ async def list_devices(conn: Conn, user_id: str | None = None) -> list[DeviceInf
             user_id,
         )
     return [DeviceInfo(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+async def device_ids_of(conn: Conn, user_ids: Sequence[str]) -> dict[str, set[str]]:
+    """The registered device IDs of each of ``user_ids`` (one query; absent: none)."""
+    rows = await conn.fetch(
+        "SELECT user_id, device_id FROM devices WHERE user_id = ANY($1)", Array(list(user_ids))
+    )
+    out: dict[str, set[str]] = {}
+    for r in rows:
+        out.setdefault(str(r[0]), set()).add(str(r[1]))
+    return out
 
 
 async def remove_device_of_token(conn: Conn, token: str) -> tuple[str, str] | None:
