@@ -26,7 +26,7 @@ from typing import Protocol
 import trio
 
 from ..ingest.apply import Applied, Item
-from ..ingest.runner import Ingestor, Position, parse_items, stored_position
+from ..ingest.runner import Ingestor, Position, stored_position
 
 __all__ = ["Batch", "Position", "Source", "run_source"]
 
@@ -48,13 +48,6 @@ class Batch:
     token: object = None
     restart: int | None = None
     epoch: str | None = None
-
-    @classmethod
-    def of_raws(
-        cls, raws: Sequence[bytes], offsets: Sequence[int], end: int, token: object = None
-    ) -> Batch:
-        """A batch of raw log lines in trio-sync's own dialect, parsed."""
-        return cls(parse_items(raws, offsets), end, token)
 
 
 class Source(Protocol):
