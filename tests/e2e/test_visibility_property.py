@@ -156,8 +156,13 @@ def sync_view(
         return "leave", shown(last), False
     # Out of an invite (rejected, withdrawn) or banned without ever joining: the room
     # shows as left with only the user's own membership event (as clients need), limited
-    # when something the user may see came before it.
-    return "leave", [last], any(synced[i] for i in range(since, last))
+    # when something the user may read came before it: the read endpoints' rule (only
+    # world_readable history, and only while the room is world_readable), so that
+    # /messages from prev_batch returns an event exactly when limited is true.
+    read = readable(history, user, extras)
+    return "leave", [last], any(
+        read[i] and history[i]["_event_id"] not in extras.missed for i in range(since, last)
+    )
 
 
 # --- random histories that respect room logic --------------------------------------------
@@ -379,6 +384,12 @@ class View:
                 older = [e for e in self.allowed if self.ids.index(e) < first]
                 back = await self.messages(dir="b", **{"from": timeline["prev_batch"]})
                 assert back == (None if self.shut_out else older[::-1])
+                # One rule for both: limited exactly when paginating back gives an event
+                # /sync could have sent (backfilled ones never are). An incremental
+                # timeline may be unlimited with older events before ``since``.
+                synced_back = [e for e in back or [] if e not in self.extras.missed]
+                if timeline["limited"] or since is None:
+                    assert timeline["limited"] == bool(synced_back), (timeline, back)
         return str(body["next_batch"])
 
     async def messages(self, **params: Any) -> list[str] | None:
