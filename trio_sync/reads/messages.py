@@ -25,6 +25,7 @@ from ..filters import RoomEventFilter
 from ..storage import Conn
 from ..storage import rooms as q
 from ..storage.account_data import ignored_users
+from ..storage.event_state import state_at_event
 from ..storage.history import END, HistoryEvent, Place, history_event, place_of
 from ..storage.visibility import RoomAccess
 from ..sync.timeline import Viewer
@@ -68,16 +69,15 @@ class Page:
 
 
 async def _lazy_state(
-    conn: Conn,
-    viewer: Viewer,
-    room_id: str,
-    events: list[q.TimelineEvent],
-    at: int,
+    conn: Conn, viewer: Viewer, room_id: str, found: list[HistoryEvent]
 ) -> list[Any]:
-    senders = list(dict.fromkeys(e.sender for e in events))
-    if not senders:
-        return []
-    rows = await q.state_at(conn, room_id, at, viewer.fmt, types=[q.MEMBER], members=senders)
+    """The member events of the page's senders in effect at its newest event (that
+    event's own state when it is of a forked history)."""
+    senders = list(dict.fromkeys(h.event.sender for h in found))
+    newest = max(found, key=lambda h: h.place)
+    rows = await state_at_event(
+        conn, room_id, newest, viewer.fmt, types=[q.MEMBER], members=senders
+    )
     return [orjson.Fragment(viewer.serve_state(s.json)) for s in rows]
 
 
@@ -127,8 +127,8 @@ async def messages(
         # Backwards: just before the oldest event returned; forwards: just before the next
         # wanted one (nothing between the two is wanted).
         body["end"] = found[-1].token() if page.backwards else more.token()
-    if page.filter.lazy_load_members and events:
-        body["state"] = await _lazy_state(conn, viewer, room_id, events, max(e.pos for e in events))
+    if page.filter.lazy_load_members and found:
+        body["state"] = await _lazy_state(conn, viewer, room_id, found)
     return body
 
 
@@ -221,8 +221,9 @@ async def context(
     members = None
     if filt.lazy_load_members:
         members = list(dict.fromkeys(e.event.sender for e in (*before, h, *after)))
-    # The spec's state for /context: the state at the last event returned.
-    state = await q.state_at(conn, room_id, last.event.pos, viewer.fmt, members=members)
+    # The spec's state for /context: the state at the last event returned (its own, when
+    # it is an event of a forked history).
+    state = await state_at_event(conn, room_id, last, viewer.fmt, members=members)
     window = [ev, *(e.event for e in before), *(e.event for e in after)]
     bundled = await bundles(conn, viewer, access, room_id, window, now)
 
