@@ -160,8 +160,10 @@ def sync_view(
     # world_readable history, and only while the room is world_readable), so that
     # /messages from prev_batch returns an event exactly when limited is true.
     read = readable(history, user, extras)
-    return "leave", [last], any(
-        read[i] and history[i]["_event_id"] not in extras.missed for i in range(since, last)
+    return (
+        "leave",
+        [last],
+        any(read[i] and history[i]["_event_id"] not in extras.missed for i in range(since, last)),
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .engine import Conn
+from .engine import Conn, Row
 from .history import HistoryEvent
 from .rooms import MEMBER, StateEvent, json_column, state_at
 
@@ -32,7 +32,7 @@ async def state_at_event(
     entries to those users. Two statements: the
     event's fork rows, then the state. Read-only."""
     ev = h.event
-    rows = []
+    rows: Sequence[Row] = []
     if not h.backfilled:
         rows = await conn.fetch(
             f"SELECT b.type, b.state_key, e.event_id, e.sender, e.{json_column(fmt)} "
@@ -53,10 +53,11 @@ async def state_at_event(
         (s.type, s.state_key): s
         for s in await state_at(conn, room_id, ev.pos - 1, fmt, types=types, members=members)
     }
-    for etype, state_key, event_id, sender, json in rows:
-        state.pop((etype, state_key), None)
-        if event_id is not None and wanted(etype, state_key):
-            state[(etype, state_key)] = StateEvent(event_id, etype, state_key, sender, json)
+    for r in rows:
+        key = (str(r[0]), str(r[1]))
+        state.pop(key, None)
+        if r[2] is not None and wanted(*key):
+            state[key] = StateEvent(r[2], key[0], key[1], r[3], r[4])
     if ev.state_key is not None and wanted(ev.type, ev.state_key):
         state[(ev.type, ev.state_key)] = StateEvent(
             ev.event_id, ev.type, ev.state_key, ev.sender, ev.json
