@@ -31,7 +31,7 @@ from ..storage.visibility import RoomAccess
 from ..sync.timeline import Viewer
 from ..tokens import StreamToken, TopologyToken
 from .access import room_access as room_access
-from .walk import sees, walk
+from .walk import sees, served, walk
 
 #: ``limit`` above this is treated as this.
 MAX_LIMIT = 1000
@@ -118,9 +118,7 @@ async def messages(
     events = [h.event for h in found]
     bundled = await bundles(conn, viewer, access, room_id, events, now)
     body: dict[str, Any] = {
-        "chunk": [
-            orjson.Fragment(viewer.serve(e, access, bundled.get(e.event_id))) for e in events
-        ],
+        "chunk": [served(viewer, access, h, bundled) for h in found],
         "start": page.start_token or _stream_place(now + 1 if page.backwards else 1),
     }
     if more is not None and found:
@@ -167,7 +165,7 @@ async def event(conn: Conn, viewer: Viewer, room_id: str, event_id: str, now: in
     h, access = await hidden_event(conn, viewer, room_id, event_id, now)
     viewer = replace(viewer, ignored=await ignored_users(conn, viewer.user_id))
     bundled = await bundles(conn, viewer, access, room_id, [h.event], now)
-    return orjson.Fragment(viewer.serve(h.event, access, bundled.get(h.event.event_id)))
+    return served(viewer, access, h, bundled)
 
 
 async def context(
@@ -226,14 +224,10 @@ async def context(
     state = await state_at_event(conn, room_id, last, viewer.fmt, members=members)
     window = [ev, *(e.event for e in before), *(e.event for e in after)]
     bundled = await bundles(conn, viewer, access, room_id, window, now)
-
-    def served(e: q.TimelineEvent) -> orjson.Fragment:
-        return orjson.Fragment(viewer.serve(e, access, bundled.get(e.event_id)))
-
     return {
-        "event": served(ev),
-        "events_before": [served(e.event) for e in before],
-        "events_after": [served(e.event) for e in after],
+        "event": served(viewer, access, h, bundled),
+        "events_before": [served(viewer, access, e, bundled) for e in before],
+        "events_after": [served(viewer, access, e, bundled) for e in after],
         "start": first.token(),
         "end": following.token() if following is not None else _stream_place(now + 1),
         "state": [orjson.Fragment(viewer.serve_state(s.json)) for s in state],

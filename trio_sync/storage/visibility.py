@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -108,6 +108,12 @@ class RoomAccess:
         access.membership.add(since, FOREVER, "join")
         return access
 
+    def linear(self) -> RoomAccess:
+        """This access without the own state of forked events: for judging an event whose
+        own state is unknown at a position whose event has one (a backfilled event at its
+        anchor), by the linear state there, as :meth:`visible_just_before` does."""
+        return replace(self, setting_at_event={}, membership_at_event={})
+
     def setting_at(self, pos: int) -> str:
         """The visibility setting in force at ``pos`` (after the event there)."""
         return self.visibility.at(pos) or "shared"
@@ -117,10 +123,13 @@ class RoomAccess:
         return self.membership.at(pos) or "leave"
 
     def joined_after(self, pos: int) -> bool:
-        """Whether the user's membership became ``join`` at some position after ``pos``."""
+        """Whether the user is joined at some position after ``pos``: a join that starts
+        later, or one in force then. The two differ only for an event of a forked history
+        whose own state says the user was not joined though the linear one did (it
+        joined, on the other branch, before the event's position): it is joined after
+        the event, so ``shared`` shows it the event."""
         m = self.membership
-        i = bisect_right(m.starts, pos)
-        return any(v == "join" for v in m.values[i:])
+        return any(v == "join" and end > pos + 1 for v, end in zip(m.values, m.ends, strict=True))
 
     def everything_visible(self, after: int, upto: int) -> bool:
         """True when every event at ``after < p <= upto`` is visible without looking closer.
