@@ -35,6 +35,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import orjson
+import reads_cost  # bench/reads_cost.py: figure 7
 import trio
 
 import trio_sync
@@ -68,10 +69,11 @@ class Sizes:
     wake_n: int  # timed wake-ups
     old_events: int  # events after the old token of figure 6
     old_n: int  # timed incremental syncs of figure 6, each kind
+    reads_n: int = 200  # timed requests of figure 7, each kind
 
 
 FULL = Sizes(200, 300, 50_000, 100, 100, 300, 1000, 8, 200, 100_000, 100)
-QUICK = Sizes(40, 60, 3_000, 40, 10, 30, 200, 4, 30, 5_000, 10)
+QUICK = Sizes(40, 60, 3_000, 40, 10, 30, 200, 4, 30, 5_000, 10, reads_n=10)
 #: Figure 6: the user's rooms, the timeline limit of its filter, log lines per ingest push.
 OLD_ROOMS, OLD_LIMIT, PUSH_BATCH = 20, 5, 5_000
 
@@ -904,6 +906,17 @@ def run_backend(backend: str, sizes: Sizes, dsn: str) -> Result:
         server = Server(main_db.url, workdir)
         server.start()
         asyncio.run(http_figures(server, c, setup, old, sizes, res))
+        server.stop()
+        server = None
+
+        # Figure 7: relations and fork lookups, in-process on a database of their own.
+        reads_db = new_database(backend, workdir, "reads", dsn)
+        databases.append(reads_db)
+        say(f"[{backend}] figure 7: relations and fork lookups, {sizes.reads_n} rounds")
+        figures = trio.run(reads_cost.measure, reads_db.url, sizes.reads_n, 100)
+        for name, (statements, p50) in figures.items():
+            count = "" if statements < 0 else f", {statements} SQL"
+            res.add(f"7. {name} (in-process{count}) p50 ms", ms(p50))
     except Exception as exc:
         traceback.print_exc()
         first = (str(exc).splitlines() or [""])[0][:120]

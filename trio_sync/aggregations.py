@@ -93,26 +93,55 @@ def _plan(
     return plans
 
 
-async def bundles(
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What the bundles of some parents hold for one user, before anything is served."""
+
+    plans: dict[str, _Plan]
+
+    def latest_reply(self, parent_id: str) -> rel.Child | None:
+        """The newest reply of the thread rooted at ``parent_id`` that counts for the
+        user (the bundle's ``latest_event``), if any."""
+        plan = self.plans.get(parent_id)
+        return None if plan is None else plan.latest
+
+    def participated(self, parent_id: str) -> bool:
+        """The bundle's ``current_user_participated`` (False without a counting reply)."""
+        plan = self.plans.get(parent_id)
+        return plan is not None and plan.participated
+
+
+async def plan_bundles(
     conn: Conn,
     viewer: Viewer,
     access: RoomAccess,
     room_id: str,
-    events: Sequence[q.TimelineEvent],
+    parent_ids: Sequence[str],
+    upto: int,
+) -> Planned:
+    """The bundles of ``parent_ids`` (of ``room_id``) for ``viewer``, counting children at
+    ``p <= upto``, as plans: one query. Read-only."""
+    if not parent_ids or viewer.fmt == "federation":
+        return Planned({})
+    kids, parents = await rel.children(conn, room_id, parent_ids, upto)
+    return Planned(_plan(viewer, access, kids, parents) if kids else {})
+
+
+async def serve_bundles(
+    conn: Conn,
+    viewer: Viewer,
+    access: RoomAccess,
+    room_id: str,
+    planned: Planned,
     upto: int,
     *,
     nested: bool = True,
 ) -> Bundles:
-    """The bundled aggregations of ``events`` (of ``room_id``) for ``viewer``, counting
-    children at ``p <= upto``. One query when none of them has children; one more to read
-    the edits and latest replies chosen, and (``nested``) the same again for the latest
-    replies' own bundles. Read-only; cancellation leaves nothing behind."""
-    if not events or viewer.fmt == "federation":
+    """The ``m.relations`` objects of planned bundles: one query to read the edits and
+    latest replies chosen, and (``nested``) the latest replies' own bundles. Read-only."""
+    plans = planned.plans
+    if not plans:
         return {}
-    kids, parents = await rel.children(conn, room_id, [e.event_id for e in events], upto)
-    if not kids:
-        return {}
-    plans = _plan(viewer, access, kids, parents)
     wanted = [c.event_id for p in plans.values() for c in (p.replace, p.latest) if c is not None]
     fetched = await q.events_by_ids(conn, room_id, wanted, viewer.fmt)
     latest = [fetched[p.latest.event_id] for p in plans.values() if p.latest is not None]
@@ -136,3 +165,21 @@ async def bundles(
         if bundle:
             out[parent_id] = bundle
     return out
+
+
+async def bundles(
+    conn: Conn,
+    viewer: Viewer,
+    access: RoomAccess,
+    room_id: str,
+    events: Sequence[q.TimelineEvent],
+    upto: int,
+    *,
+    nested: bool = True,
+) -> Bundles:
+    """The bundled aggregations of ``events`` (of ``room_id``) for ``viewer``, counting
+    children at ``p <= upto``. One query when none of them has children; one more to read
+    the edits and latest replies chosen, and (``nested``) the same again for the latest
+    replies' own bundles. Read-only; cancellation leaves nothing behind."""
+    planned = await plan_bundles(conn, viewer, access, room_id, [e.event_id for e in events], upto)
+    return await serve_bundles(conn, viewer, access, room_id, planned, upto, nested=nested)

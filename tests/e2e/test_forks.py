@@ -1,6 +1,7 @@
 """Forked room histories: an event whose state (``state_before_adds_event_ids`` /
 ``state_before_removes_event_ids``) differs from the room's linear state is served and
-judged by its own state: ``prev_content``/``replaces_state`` and history visibility."""
+judged by its own state: ``prev_content``/``replaces_state``, history visibility, and the
+state ``/context`` and lazy-loaded ``/messages`` send with it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import pytest
 from trio_sync import Service
 
 from .conftest import ALICE, BOB, event_id, timeline_ids
-from .rooms_support import ROOM, Message, Rooms, make_rooms
+from .rooms_support import ROOM, Message, Rooms, by_key, make_rooms
+
+MEMBER = "m.room.member"
 
 
 @pytest.fixture
@@ -92,3 +95,64 @@ async def test_context_around_a_forked_event(rooms: Rooms) -> None:
     )
     body = await rooms.context(BOB, ROOM, message, limit=4)
     assert [e["event_id"] for e in body["events_after"]] == [setting, fork]
+
+
+async def test_context_state_and_lazy_members_are_those_at_a_forked_event(
+    rooms: Rooms,
+) -> None:
+    await rooms.room()
+    await rooms.join(ROOM, ALICE)
+    bob_then = rooms.log.current_state(ROOM)[("m.room.member", BOB)]
+    one, two = await rooms.ingest(topic(rooms, "one"), topic(rooms, "two"))
+    renamed = await rooms.join(ROOM, BOB, displayname="Robert")
+    # From a branch that forked before "two" and before Bob's rename.
+    message = rooms.log.message(ROOM, BOB, "from the branch")
+    (fork,) = await rooms.ingest(forked(message, [one, bob_then], [two, renamed]))
+
+    # /context's state is the state at the last event returned: the fork's own.
+    body = await rooms.context(ALICE, ROOM, fork, limit=0)
+    state = by_key(body["state"])
+    assert state[("m.room.topic", "")]["event_id"] == one
+    assert state[("m.room.topic", "")]["content"] == {"topic": "one"}
+    assert state[("m.room.member", BOB)]["event_id"] == bob_then
+    assert "displayname" not in state[("m.room.member", BOB)]["content"]
+    assert state[("m.room.member", ALICE)]["content"]["membership"] == "join"
+    # The same with the fork as the last of a window that starts before it.
+    body = await rooms.context(ALICE, ROOM, renamed, limit=2)
+    assert [e["event_id"] for e in body["events_after"]] == [fork]
+    assert by_key(body["state"])[("m.room.topic", "")]["event_id"] == one
+
+    # Lazy-loaded members: Bob as he was on the branch, in /context and /messages.
+    lazy = {"lazy_load_members": True}
+    body = await rooms.context(ALICE, ROOM, fork, limit=0, filter=lazy)
+    assert [(e["state_key"], e["event_id"]) for e in body["state"] if e["type"] == MEMBER] == [
+        (BOB, bob_then)
+    ]
+    page = await rooms.messages(ALICE, ROOM, limit=1, filter=lazy)
+    assert [e["event_id"] for e in page["chunk"]] == [fork]
+    assert [e["event_id"] for e in page["state"]] == [bob_then]
+
+    # Back on the main line, the linear state holds again.
+    (after,) = await rooms.say(ROOM, BOB, "main line")
+    body = await rooms.context(ALICE, ROOM, after, limit=0)
+    state = by_key(body["state"])
+    assert state[("m.room.topic", "")]["event_id"] == two
+    assert state[("m.room.member", BOB)]["event_id"] == renamed
+    page = await rooms.messages(ALICE, ROOM, limit=2, filter=lazy)
+    assert [e["event_id"] for e in page["chunk"]] == [after, fork]
+    assert [e["event_id"] for e in page["state"]] == [renamed]
+
+
+async def test_a_forked_state_event_is_part_of_the_state_after_it(rooms: Rooms) -> None:
+    await rooms.room()
+    await rooms.join(ROOM, ALICE)
+    one, two = await rooms.ingest(topic(rooms, "one"), topic(rooms, "two"))
+    # A topic set on a branch from before "two"; "two" wins the resolution.
+    message = topic(rooms, "branch")
+    message["new_room_event"]["adds_state_event_ids"] = []
+    message["new_room_event"]["removes_state_event_ids"] = []
+    (fork,) = await rooms.ingest(forked(message, [one], [two]))
+    body = await rooms.context(ALICE, ROOM, fork, limit=0)
+    assert by_key(body["state"])[("m.room.topic", "")]["event_id"] == fork
+    event = await rooms.event(ALICE, ROOM, fork)
+    assert event["unsigned"]["replaces_state"] == one

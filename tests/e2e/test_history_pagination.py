@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from trio_sync import Service
+from trio_sync.storage import Conn, migrate
 
 from .conftest import ALICE, BOB, CAROL, event_id, rooms_of, timeline_ids
 from .rooms_support import ROOM, Message, Rooms, make_rooms, pdu_of
@@ -121,3 +122,38 @@ async def test_history_visibility_applies_to_backfilled_events(rooms: Rooms) -> 
     # Carol, never in the room, sees nothing of it.
     await rooms.error(CAROL, f"/rooms/{ROOM}/messages", 403, "M_FORBIDDEN", dir="b")
     assert ROOM not in rooms_of(await rooms.sync(CAROL), "join")
+
+
+async def test_backfill_stored_by_versions_before_the_history_order_is_served(
+    rooms: Rooms, service: Service
+) -> None:
+    """Migration 60 finds the backfilled events that versions before the history order
+    (migration 6) stored without a place in it, and gives them the place ingest gives
+    backfill; outliers (state sent with a state delta) stay out of the history."""
+    created, backfilled, join, late = await gap_then_backfill(rooms, "shared")
+    topic = rooms.log.event(ROOM, BOB, "m.room.topic", {"topic": "sent along"}, "")
+    carrier = rooms.log.message(ROOM, BOB, "carries state")
+    body = carrier["new_room_event"]
+    body["AddStateEvents"] = [pdu_of(topic)]
+    body["adds_state_event_ids"] = [event_id(topic)]
+    (carried,) = await rooms.ingest(carrier)
+    history = [*created, *backfilled, join, *late, carried]
+    assert await rooms.page_all(BOB, ROOM, limit=3) == history[::-1]
+    outlier = f"/rooms/{ROOM}/event/{event_id(topic)}"
+    await rooms.error(BOB, outlier, 404, "M_NOT_FOUND")
+
+    async def as_before_the_history_order(conn: Conn) -> None:
+        await conn.execute(
+            "UPDATE events SET topo_anchor = NULL, topo_sub = NULL WHERE exclude_from_sync = 1"
+        )
+        await conn.execute("DELETE FROM schema_version WHERE version = 60")
+
+    await service.engine.write(as_before_the_history_order)
+    stream_only = [e for e in history if e not in backfilled]
+    assert await rooms.page_all(BOB, ROOM, limit=3) == stream_only[::-1]
+    assert await migrate(service.engine) == [60]
+    assert await rooms.page_all(BOB, ROOM, limit=3) == history[::-1]
+    assert await rooms.page_all(ALICE, ROOM, dir="f", limit=4) == history
+    await rooms.error(BOB, outlier, 404, "M_NOT_FOUND")
+    context = await rooms.context(BOB, ROOM, backfilled[0], limit=2)
+    assert [e["event_id"] for e in context["events_after"]] == backfilled[1:2]

@@ -200,3 +200,66 @@ async def test_redacted_reply_no_longer_counts_as_the_threads_newest(rooms: Room
     await rooms.ingest_raw(counts(ALICE, 4, root))
     await receipt(rooms, ALICE, one, root)
     assert (await unread(rooms, ALICE))[1] == {root: 0}
+
+
+async def pages(rooms: Rooms, user_id: str, **params: Any) -> list[list[str]]:
+    """The roots of every ``/threads`` page, following ``next_batch``."""
+    out: list[list[str]] = []
+    for _ in range(20):
+        body = await threads(rooms, user_id, ROOM, **params)
+        out.append(roots(body))
+        if "next_batch" not in body:
+            return out
+        params["from"] = body["next_batch"]
+    pytest.fail("/threads never stopped giving next_batch")
+
+
+async def test_threads_sit_at_the_newest_reply_not_from_an_ignored_user(rooms: Rooms) -> None:
+    a, b = await rooms.say(ROOM, BOB, "a", "b")
+    (a1,) = await rooms.ingest(reply(rooms, ROOM, BOB, a, "a1"))
+    (b1,) = await rooms.ingest(reply(rooms, ROOM, BOB, b, "b1"))
+    await rooms.ingest(reply(rooms, ROOM, CAROL, a, "a2 from carol"))
+    await call(
+        rooms.http,
+        "PUT",
+        f"/user/{ALICE}/account_data/m.ignored_user_list",
+        rooms.tokens[ALICE],
+        {"ignored_users": {CAROL: {}}},
+    )
+    # For Bob, a's newest reply is Carol's; Alice ignores Carol, so a sits at a1, before b1.
+    assert roots(await threads(rooms, BOB, ROOM)) == [a, b]
+    body = await threads(rooms, ALICE, ROOM)
+    assert roots(body) == [b, a]
+    assert [bundle(e)["m.thread"]["latest_event"]["event_id"] for e in body["chunk"]] == [b1, a1]
+    # Pages follow the same order, each thread once.
+    assert await pages(rooms, ALICE, limit=1) == [[b], [a]]
+    assert await pages(rooms, BOB, limit=1) == [[a], [b]]
+
+
+async def test_threads_sit_at_the_newest_reply_the_user_may_see(rooms: Rooms) -> None:
+    a, b, c = await rooms.say(ROOM, BOB, "a", "b", "c")
+    await rooms.ingest(
+        reply(rooms, ROOM, BOB, a, "a1"),
+        reply(rooms, ROOM, BOB, b, "b1"),
+        reply(rooms, ROOM, BOB, c, "c1"),
+    )
+    await rooms.ingest(rooms.log.member(ROOM, ALICE, "leave"))
+    # After Alice left: newer replies to a and b, which she may not see.
+    await rooms.ingest(reply(rooms, ROOM, BOB, a, "a2"), reply(rooms, ROOM, BOB, b, "b2"))
+    assert roots(await threads(rooms, BOB, ROOM)) == [b, a, c]
+    assert roots(await threads(rooms, ALICE, ROOM)) == [c, b, a]
+    assert await pages(rooms, ALICE, limit=2) == [[c, b], [a]]
+    assert await pages(rooms, BOB, limit=2) == [[b, a], [c]]
+
+
+async def test_threads_pagination_survives_new_replies(rooms: Rooms) -> None:
+    a, b, c = await rooms.say(ROOM, BOB, "a", "b", "c")
+    for root in (a, b, c):
+        await rooms.ingest(reply(rooms, ROOM, CAROL, root, "r"))
+    first = await threads(rooms, ALICE, ROOM, limit=1)
+    assert roots(first) == [c]
+    # A reply to the thread already served moves it to the top, not onto a later page.
+    await rooms.ingest(reply(rooms, ROOM, CAROL, c, "again"))
+    rest = await pages(rooms, ALICE, limit=1, **{"from": first["next_batch"]})
+    assert rest == [[b], [a]]
+    assert roots(await threads(rooms, ALICE, ROOM)) == [c, b, a]

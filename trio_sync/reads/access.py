@@ -7,6 +7,8 @@ A user may read a room when
   could see then — history visibility decides which events that is), or
 * the room's history is ``world_readable`` now.
 
+The rule is :meth:`~trio_sync.storage.visibility.RoomAccess.may_read`, which ``/sync``
+applies too: a left room the user never joined shows no earlier event there either.
 A pending invite or knock, a ban without a join and a rejected invite give no access: a
 user never joined reads a ``world_readable`` room as anyone does, seeing only the
 ``world_readable`` part of its history (``/event`` and ``/context`` on any other event are
@@ -32,12 +34,11 @@ async def room_access(
     it may read the room (with ``joined_now``: unless it is joined at ``now``), or the room
     is ``world_readable`` at ``now``."""
     access = (await load_access(conn, user_id, [room_id], now))[room_id]
-    access.outsider = not access.ever_joined()
     if access.setting_at(now) == "world_readable":
         return access
     if joined_now:
         if access.membership_at(now) != "join":
             raise forbidden(f"{user_id} is not joined to room {room_id[:255]}")
-    elif not access.ever_joined():
+    elif not access.may_read(now):
         raise forbidden(f"{user_id} is not and was never joined to room {room_id[:255]}")
     return access

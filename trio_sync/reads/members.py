@@ -49,7 +49,12 @@ async def members(
 
 async def joined_members(conn: Conn, user_id: str, room_id: str, now: int) -> dict[str, Any]:
     """The ``/joined_members`` body; 403 unless the user is joined (or the room is world
-    readable)."""
+    readable).
+
+    The spec asks for the user to be in the room; the reference homeserver lets anyone
+    never in a ``world_readable`` room read it (its peeking rule), so such rooms stay
+    open here too, to anyone.
+    """
     await room_access(conn, user_id, room_id, now, joined_now=True)
     rows = await conn.fetch(
         "SELECT s.state_key, e.client_json FROM room_state s "

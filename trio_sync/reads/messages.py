@@ -25,12 +25,13 @@ from ..filters import RoomEventFilter
 from ..storage import Conn
 from ..storage import rooms as q
 from ..storage.account_data import ignored_users
+from ..storage.event_state import state_at_event
 from ..storage.history import END, HistoryEvent, Place, history_event, place_of
 from ..storage.visibility import RoomAccess
 from ..sync.timeline import Viewer
 from ..tokens import StreamToken, TopologyToken
 from .access import room_access as room_access
-from .walk import sees, walk
+from .walk import sees, served, walk
 
 #: ``limit`` above this is treated as this.
 MAX_LIMIT = 1000
@@ -68,16 +69,15 @@ class Page:
 
 
 async def _lazy_state(
-    conn: Conn,
-    viewer: Viewer,
-    room_id: str,
-    events: list[q.TimelineEvent],
-    at: int,
+    conn: Conn, viewer: Viewer, room_id: str, found: list[HistoryEvent]
 ) -> list[Any]:
-    senders = list(dict.fromkeys(e.sender for e in events))
-    if not senders:
-        return []
-    rows = await q.state_at(conn, room_id, at, viewer.fmt, types=[q.MEMBER], members=senders)
+    """The member events of the page's senders in effect at its newest event (that
+    event's own state when it is of a forked history)."""
+    senders = list(dict.fromkeys(h.event.sender for h in found))
+    newest = max(found, key=lambda h: h.place)
+    rows = await state_at_event(
+        conn, room_id, newest, viewer.fmt, types=[q.MEMBER], members=senders
+    )
     return [orjson.Fragment(viewer.serve_state(s.json)) for s in rows]
 
 
@@ -118,17 +118,15 @@ async def messages(
     events = [h.event for h in found]
     bundled = await bundles(conn, viewer, access, room_id, events, now)
     body: dict[str, Any] = {
-        "chunk": [
-            orjson.Fragment(viewer.serve(e, access, bundled.get(e.event_id))) for e in events
-        ],
+        "chunk": [served(viewer, access, h, bundled) for h in found],
         "start": page.start_token or _stream_place(now + 1 if page.backwards else 1),
     }
     if more is not None and found:
         # Backwards: just before the oldest event returned; forwards: just before the next
         # wanted one (nothing between the two is wanted).
         body["end"] = found[-1].token() if page.backwards else more.token()
-    if page.filter.lazy_load_members and events:
-        body["state"] = await _lazy_state(conn, viewer, room_id, events, max(e.pos for e in events))
+    if page.filter.lazy_load_members and found:
+        body["state"] = await _lazy_state(conn, viewer, room_id, found)
     return body
 
 
@@ -167,7 +165,7 @@ async def event(conn: Conn, viewer: Viewer, room_id: str, event_id: str, now: in
     h, access = await hidden_event(conn, viewer, room_id, event_id, now)
     viewer = replace(viewer, ignored=await ignored_users(conn, viewer.user_id))
     bundled = await bundles(conn, viewer, access, room_id, [h.event], now)
-    return orjson.Fragment(viewer.serve(h.event, access, bundled.get(h.event.event_id)))
+    return served(viewer, access, h, bundled)
 
 
 async def context(
@@ -221,18 +219,15 @@ async def context(
     members = None
     if filt.lazy_load_members:
         members = list(dict.fromkeys(e.event.sender for e in (*before, h, *after)))
-    # The spec's state for /context: the state at the last event returned.
-    state = await q.state_at(conn, room_id, last.event.pos, viewer.fmt, members=members)
+    # The spec's state for /context: the state at the last event returned (its own, when
+    # it is an event of a forked history).
+    state = await state_at_event(conn, room_id, last, viewer.fmt, members=members)
     window = [ev, *(e.event for e in before), *(e.event for e in after)]
     bundled = await bundles(conn, viewer, access, room_id, window, now)
-
-    def served(e: q.TimelineEvent) -> orjson.Fragment:
-        return orjson.Fragment(viewer.serve(e, access, bundled.get(e.event_id)))
-
     return {
-        "event": served(ev),
-        "events_before": [served(e.event) for e in before],
-        "events_after": [served(e.event) for e in after],
+        "event": served(viewer, access, h, bundled),
+        "events_before": [served(viewer, access, e, bundled) for e in before],
+        "events_after": [served(viewer, access, e, bundled) for e in after],
         "start": first.token(),
         "end": following.token() if following is not None else _stream_place(now + 1),
         "state": [orjson.Fragment(viewer.serve_state(s.json)) for s in state],

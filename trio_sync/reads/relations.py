@@ -8,9 +8,10 @@ token is accepted as ``from`` or ``to``.
 * ``/relations``: the children of an event the user may see, newest first (``dir=b``,
   the default) or oldest first, optionally only of one ``rel_type`` and event type, and
   with ``recurse`` also their children down to :data:`RECURSION_DEPTH` levels.
-* ``/threads``: the room's thread roots by their newest reply (the room's order, the
-  same for everyone), newest first; a thread shows only when the user may see its root
-  and at least one of its replies. ``include=participated`` keeps the threads the user
+* ``/threads``: the room's thread roots by their ``latest_event`` for this user (the
+  newest reply it may see, from a sender it does not ignore), newest first, as the spec
+  orders them; a thread shows only when the user may see its root and at least one of
+  its replies. ``include=participated`` keeps the threads the user
   started or replied to. A root sent by an ignored user is served redacted.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from ..aggregations import bundles
+from ..aggregations import Planned, bundles, counts_for, plan_bundles, serve_bundles
 from ..filters import RoomEventFilter
 from ..redaction import redact
 from ..storage import Conn
@@ -130,37 +131,56 @@ async def threads(
     now: int,
 ) -> dict[str, Any]:
     """The ``/threads`` response body; 403 unless the user is or was in the room (or it is
-    world readable)."""
+    world readable).
+
+    Each thread sits at its ``latest_event`` for this user: its newest reply the user may
+    see, from a sender it does not ignore. ``start`` (from ``next_batch``) keeps the
+    threads whose ``latest_event`` is at ``p < start``, so a thread is never served twice
+    while paginating, even when replies arrive in between. Replies are walked newest
+    first; a thread is placed at the first reply of it that counts.
+    """
     access = await room_access(conn, viewer.user_id, room_id, now)
     viewer = replace(viewer, ignored=await ignored_users(conn, viewer.user_id))
     before = now + 1 if start is None else min(start, now + 1)
-    chunk: list[Any] = []
+    chosen: list[q.TimelineEvent] = []
+    kept = Planned({})
     next_batch: str | None = None
-    size = min(limit + 1, PAGE_MAX)
+    placed: set[str] = set()
+    cursor, size = before, min(limit + 1, PAGE_MAX)
     while next_batch is None:
-        page = await rel.thread_page(conn, room_id, before, now, size)
-        latest = dict(page)
-        found = await q.events_by_ids(conn, room_id, list(latest), viewer.fmt)
-        roots = [
-            ev
-            for ev in (found[i] for i, _ in page if i in found)
-            if access.visible(ev.pos, ev.type, ev.state_key)
-        ]
-        bundled = await bundles(conn, viewer, access, room_id, roots, now)
-        for root in roots:
-            bundle = bundled.get(root.event_id, {})
-            thread = bundle.get(rel.THREAD)
-            if thread is None or (participated and not thread["current_user_participated"]):
-                continue
-            if len(chunk) == limit:
-                next_batch = _token(latest[root.event_id] + 1, 0)
-                break
-            chunk.append(await _root(conn, viewer, access, root, bundle))
-        if len(page) < size:
+        replies = await rel.thread_replies(conn, room_id, cursor, now, size)
+        fresh: list[str] = []
+        for child in replies:
+            if child.parent_id not in placed and counts_for(viewer, access, child):
+                placed.add(child.parent_id)
+                fresh.append(child.parent_id)
+        if fresh:
+            planned = await plan_bundles(conn, viewer, access, room_id, fresh, now)
+            found = await q.events_by_ids(conn, room_id, fresh, viewer.fmt)
+            for root_id in fresh:
+                latest, root = planned.latest_reply(root_id), found.get(root_id)
+                if latest is None or latest.pos >= before:
+                    continue  # its latest_event is newer: it belongs to an earlier page
+                if root is None or not access.visible(root.pos, root.type, root.state_key):
+                    continue
+                if participated and not planned.participated(root_id):
+                    continue
+                if len(chosen) == limit:
+                    next_batch = _token(latest.pos + 1, 0)
+                    break
+                chosen.append(root)
+                kept.plans[root_id] = planned.plans[root_id]
+        if len(replies) < size:
             break
-        before = page[-1][1]
+        cursor = replies[-1].pos
         size = min(size * 2, PAGE_MAX)
-    body: dict[str, Any] = {"chunk": chunk}
+    bundled = await serve_bundles(conn, viewer, access, room_id, kept, now)
+    body: dict[str, Any] = {
+        "chunk": [
+            await _root(conn, viewer, access, root, bundled.get(root.event_id, {}))
+            for root in chosen
+        ]
+    }
     if next_batch is not None:
         body["next_batch"] = next_batch
     return body

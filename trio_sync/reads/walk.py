@@ -7,6 +7,9 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 
+import orjson
+
+from ..aggregations import Bundles
 from ..filters import RoomEventFilter
 from ..storage import Conn
 from ..storage.history import HistoryEvent, Place, history_page
@@ -30,6 +33,16 @@ def sees(access: RoomAccess, h: HistoryEvent) -> bool:
     if h.backfilled:
         return access.visible_just_before(ev.pos)
     return access.visible(ev.pos, ev.type, ev.state_key)
+
+
+def served(
+    viewer: Viewer, access: RoomAccess, h: HistoryEvent, bundled: Bundles
+) -> orjson.Fragment:
+    """``h`` as the viewer gets it, with its bundled aggregations. A backfilled event's
+    ``unsigned.membership`` comes from the linear state before its anchor, the state
+    :func:`sees` judges it by, never from the anchor's own (forked) state."""
+    judge = access.linear() if h.backfilled else access
+    return orjson.Fragment(viewer.serve(h.event, judge, bundled.get(h.event.event_id)))
 
 
 async def _pages(

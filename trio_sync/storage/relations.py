@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .engine import Array, Conn
+from .engine import Array, Conn, Row
 
 THREAD = "m.thread"
 REPLACE = "m.replace"
@@ -94,14 +94,23 @@ async def parents_with_children(
     return {str(r[0]) for r in rows}
 
 
+_CHILD_COLUMNS = (
+    "r.parent_id, r.rel_type, r.event_id, r.pos, r.sender, c.type, c.state_key, "
+    "c.origin_server_ts, r.new_content"
+)
+
+
+def _child(r: Row) -> Child:
+    return Child(r[0], r[1], r[2], int(r[3]), r[4], r[5], r[6], int(r[7]), bool(r[8]))
+
+
 async def children(
     conn: Conn, room_id: str, parent_ids: Sequence[str], upto: int
 ) -> tuple[list[Child], dict[str, Parent]]:
     """In one query: every child of ``parent_ids`` (in ``room_id``) of a bundled relation
     type at ``p <= upto``, oldest first; and, for parents with children, their facts."""
     rows = await conn.fetch(
-        "SELECT r.parent_id, r.rel_type, r.event_id, r.pos, r.sender, c.type, c.state_key, "
-        "c.origin_server_ts, r.new_content, p.sender, p.type, p.state_key, "
+        f"SELECT {_CHILD_COLUMNS}, p.sender, p.type, p.state_key, "
         "p.redacted_because, pr.rel_type FROM relations r "
         "JOIN events c ON c.event_id = r.event_id "
         "JOIN events p ON p.event_id = r.parent_id AND p.room_id = r.room_id "
@@ -116,7 +125,7 @@ async def children(
     kids: list[Child] = []
     parents: dict[str, Parent] = {}
     for r in rows:
-        kids.append(Child(r[0], r[1], r[2], int(r[3]), r[4], r[5], r[6], int(r[7]), bool(r[8])))
+        kids.append(_child(r))
         if r[0] not in parents:
             parents[r[0]] = Parent(r[9], r[10], r[11], r[12] is not None, r[13])
     return kids, parents
@@ -161,23 +170,22 @@ async def related_page(
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
-async def thread_page(
+async def thread_replies(
     conn: Conn, room_id: str, before: int, upto: int, limit: int
-) -> list[tuple[str, int]]:
-    """Up to ``limit`` threads of ``room_id`` as (root event ID, position of its newest
-    reply), newest activity first, among threads whose newest reply at ``p <= upto`` is at
-    ``p < before``."""
+) -> list[Child]:
+    """Up to ``limit`` thread replies (``m.thread`` children) of ``room_id`` at
+    ``p < before`` and ``p <= upto``, newest first."""
     rows = await conn.fetch(
-        "SELECT parent_id, MAX(pos) AS latest FROM relations WHERE room_id = $1 "
-        "AND rel_type = $2 AND pos <= $3 GROUP BY parent_id HAVING MAX(pos) < $4 "
-        "ORDER BY latest DESC LIMIT $5",
+        f"SELECT {_CHILD_COLUMNS} FROM relations r JOIN events c ON c.event_id = r.event_id "
+        "WHERE r.room_id = $1 AND r.rel_type = $2 AND r.pos < $3 AND r.pos <= $4 "
+        "ORDER BY r.pos DESC LIMIT $5",
         room_id,
         THREAD,
-        upto,
         before,
+        upto,
         limit,
     )
-    return [(str(r[0]), int(r[1])) for r in rows]
+    return [_child(r) for r in rows]
 
 
 async def thread_of(conn: Conn, event_id: str) -> str | None:

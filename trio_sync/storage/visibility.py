@@ -14,6 +14,10 @@ The rules, for an event at position ``p``:
 4. membership ``invite`` and visibility ``invited`` → allowed;
 5. otherwise denied.
 
+A user never joined to the room sees only ``world_readable`` history, and none unless the
+room is ``world_readable`` at the snapshot (:meth:`RoomAccess.may_read`, the room read rule
+of :mod:`trio_sync.reads.access`).
+
 For an ``m.room.history_visibility`` event the setting before *or* after it may allow it;
 for the user's own membership event, the membership before *or* after it may. A missing
 or unknown setting counts as ``shared``.
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -92,6 +96,9 @@ class RoomAccess:
     #: The user was never joined: it sees only what anyone sees (``world_readable``
     #: history), whatever an invite or knock would otherwise allow.
     outsider: bool = False
+    #: The user may read the room at all (:meth:`may_read` at the snapshot): a user never
+    #: joined to a room that is not ``world_readable`` sees none of its history.
+    readable: bool = True
 
     @classmethod
     def joined_from(cls, user_id: str, since: int) -> RoomAccess:
@@ -100,6 +107,12 @@ class RoomAccess:
         access = cls(user_id)
         access.membership.add(since, FOREVER, "join")
         return access
+
+    def linear(self) -> RoomAccess:
+        """This access without the own state of forked events: for judging an event whose
+        own state is unknown at a position whose event has one (a backfilled event at its
+        anchor), by the linear state there, as :meth:`visible_just_before` does."""
+        return replace(self, setting_at_event={}, membership_at_event={})
 
     def setting_at(self, pos: int) -> str:
         """The visibility setting in force at ``pos`` (after the event there)."""
@@ -110,10 +123,13 @@ class RoomAccess:
         return self.membership.at(pos) or "leave"
 
     def joined_after(self, pos: int) -> bool:
-        """Whether the user's membership became ``join`` at some position after ``pos``."""
+        """Whether the user is joined at some position after ``pos``: a join that starts
+        later, or one in force then. The two differ only for an event of a forked history
+        whose own state says the user was not joined though the linear one did (it
+        joined, on the other branch, before the event's position): it is joined after
+        the event, so ``shared`` shows it the event."""
         m = self.membership
-        i = bisect_right(m.starts, pos)
-        return any(v == "join" for v in m.values[i:])
+        return any(v == "join" and end > pos + 1 for v, end in zip(m.values, m.ends, strict=True))
 
     def everything_visible(self, after: int, upto: int) -> bool:
         """True when every event at ``after < p <= upto`` is visible without looking closer.
@@ -141,6 +157,8 @@ class RoomAccess:
         (for settings and the user's own membership events) just after it; so an event
         can only be visible from the start of an interval that could allow it.
         """
+        if not self.readable:
+            return None
         v, m = self.visibility, self.membership
         candidates = [
             s for s, val in zip(m.starts, m.values, strict=True) if val in ("join", "invite")
@@ -171,7 +189,16 @@ class RoomAccess:
         """Whether the user has been joined to the room at some point (up to the snapshot)."""
         return "join" in self.membership.values
 
+    def may_read(self, at: int) -> bool:
+        """The room read rule: the user is joined, or was joined before, or the room is
+        ``world_readable`` at ``at``. Every read endpoint answers 403 when it fails, and
+        ``/sync`` shows no earlier event of such a room (so ``limited`` there is true
+        exactly when paginating from ``prev_batch`` would return an event)."""
+        return self.ever_joined() or self.setting_at(at) == "world_readable"
+
     def _allows(self, setting: str, membership: str, pos: int) -> bool:
+        if not self.readable:
+            return False
         if setting == "world_readable":
             return True
         if self.outsider:
@@ -212,7 +239,9 @@ class RoomAccess:
 async def load_access(
     conn: Conn, user_id: str, room_ids: Iterable[str], upto: int
 ) -> dict[str, RoomAccess]:
-    """The :class:`RoomAccess` of ``user_id`` for each of ``room_ids``, as of ``upto``.
+    """The :class:`RoomAccess` of ``user_id`` for each of ``room_ids``, as of ``upto``,
+    with the room read rule (:meth:`RoomAccess.may_read` at ``upto``) applied: a room the
+    user may not read shows it no event.
 
     One query. Intervals that start after ``upto`` are ignored and those still open at
     ``upto`` are treated as open for ever, so the answer is that of the snapshot at
@@ -258,6 +287,8 @@ async def load_access(
     for access in out.values():
         access.membership.sort()
         access.visibility.sort()
+        access.outsider = not access.ever_joined()
+        access.readable = access.may_read(upto)
     return out
 
 
