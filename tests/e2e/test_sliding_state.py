@@ -6,10 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from trio_sync import Config, Service, open_service
 from trio_sync.roomlog import RoomLog
+from trio_sync.sliding.required_state import MAX_REMEMBERED
+from trio_sync.storage import Conn
 
 from .conftest import ALICE, BOB, CAROL, SERVER
 from .sliding_support import room_list, sliding
@@ -246,3 +249,60 @@ async def test_lazy_members_dropped_and_asked_for_again(
     room = third["rooms"][ROOM]
     assert keys(room) == {("m.room.member", BOB)}
     assert room["required_state"][0]["content"]["displayname"] == "Bobby"
+
+
+async def _lazy_held(conn: Conn) -> list[str]:
+    """The ``$LAZY`` members the newest stored row of the room remembers."""
+    text = await conn.fetchval(
+        "SELECT lazy_members FROM sliding_rooms WHERE room_id = $1 ORDER BY pos DESC LIMIT 1",
+        ROOM,
+    )
+    held: list[str] = orjson.loads(str(text))
+    return held
+
+
+async def test_lazy_members_remembered_are_bounded_and_forgotten_ones_sent_again(
+    config: Config,
+) -> None:
+    batch = 30
+    senders = [f"@u{n:03}:{SERVER}" for n in range(4 * batch)]
+    assert len(senders) > MAX_REMEMBERED
+    lazy = asking(["m.room.member", "$LAZY"], timeline_limit=batch)
+    members = [("m.room.member", u) for u in senders]
+    log = RoomLog(SERVER)
+    async with open_service(config) as service:
+        messages = log.create_room(ROOM, ALICE, "State")
+        messages += [log.member(ROOM, u, "join") for u in [CAROL, *senders]]
+        # A full timeline of Alice's: the first response's lazy members are hers and Carol's.
+        messages += [log.message(ROOM, ALICE, f"a{n}") for n in range(batch)]
+        await service.ingest(messages)
+        carol = await service.add_device(CAROL, "C")
+        async with httpx.AsyncClient(base_url=service.addresses[0]) as http:
+            body = await sliding(http, carol, lazy)
+            assert keys(body["rooms"][ROOM]) == {("m.room.member", u) for u in (ALICE, CAROL)}
+            for start in range(0, len(senders), batch):
+                group = senders[start : start + batch]
+                await service.ingest([log.message(ROOM, u, "hello") for u in group])
+                body = await sliding(http, carol, lazy, pos=body["pos"])
+                # Every sender is new to the connection.
+                assert keys(body["rooms"][ROOM]) == set(members[start : start + batch])
+                assert len(await service.engine.read(_lazy_held)) <= MAX_REMEMBERED
+        held = await service.engine.read(_lazy_held)
+        # Carol, then the senders most recently seen, newest first.
+        assert held == [CAROL, *reversed(senders)][:MAX_REMEMBERED]
+    # After a restart (the set comes from the database): the oldest sender and Alice were
+    # forgotten, so their member events are sent again when they next speak; a sender
+    # still remembered, and Carol herself, are not.
+    oldest, kept, newest = senders[0], senders[batch - 5], senders[-1]
+    assert oldest not in held and ALICE not in held and kept in held
+    async with (
+        open_service(config) as service,
+        httpx.AsyncClient(base_url=service.addresses[0]) as http,
+    ):
+        await service.ingest([log.message(ROOM, u, "again") for u in (oldest, kept, newest, ALICE)])
+        body = await sliding(http, carol, lazy, pos=body["pos"])
+        assert keys(body["rooms"][ROOM]) == {("m.room.member", u) for u in (oldest, ALICE)}
+        await service.ingest([log.message(ROOM, oldest, "once more")])
+        body = await sliding(http, carol, lazy, pos=body["pos"])
+        assert keys(body["rooms"][ROOM]) == set()
+        assert len(await service.engine.read(_lazy_held)) == MAX_REMEMBERED

@@ -14,8 +14,11 @@ resolved). A request's config ``R`` is compared with it each time the room is se
   current value. Dropped wildcards are forgotten at once (re-adding one sends what it
   matches again). At most :data:`MAX_REMEMBERED` dropped keys are kept per type.
 * ``$LAZY`` members are sent once per connection: the users whose member events the
-  client holds are remembered, and forgotten only when their membership changes while
-  it is not sent.
+  client holds are remembered, and forgotten when their membership changes while it is
+  not sent. At most :data:`MAX_REMEMBERED` are remembered per room: those this response
+  needs, then the others most recently needed first; a member left out is read and sent
+  again the next time the timeline needs it (Synapse's bound,
+  ``MAX_NUMBER_PREVIOUS_STATE_KEYS_TO_REMEMBER``, which fills the rest arbitrarily).
 
 Everything here is pure: the callers read state and store the result.
 """
@@ -28,7 +31,8 @@ from dataclasses import dataclass
 from ..storage import rooms as q
 from .request import LAZY, WILDCARD, RequiredState
 
-#: The most dropped-but-unchanged state keys remembered per event type and room.
+#: The most dropped-but-unchanged state keys remembered per event type and room, and the
+#: most ``$LAZY`` members remembered per room.
 MAX_REMEMBERED = 100
 
 
@@ -60,22 +64,24 @@ class StateUpdate:
     read: RequiredState
     #: Lazy members to read whole from the current state.
     read_members: list[str]
-    #: The users whose member events the client holds for ``$LAZY`` after this.
-    lazy_members: frozenset[str]
+    #: The users whose member events the client holds for ``$LAZY`` after this, most
+    #: recently needed first (at most :data:`MAX_REMEMBERED`).
+    lazy_members: tuple[str, ...]
     #: The effective config after this.
     effective: RequiredState
 
 
 def plan_update(
     had: RequiredState,
-    known_lazy: frozenset[str],
+    known_lazy: Sequence[str],
     want: RequiredState,
     delta: Sequence[q.StateEvent],
     lazy_users: Sequence[str],
 ) -> StateUpdate:
     """Compare the effective config ``had`` (and the lazy members ``known_lazy``) with
     the request's resolved config ``want``, given the state ``delta`` since the room was
-    last sent and the ``lazy_users`` this response's timeline needs."""
+    last sent and the ``lazy_users`` this response's timeline needs (its senders, oldest
+    first, then the user). ``known_lazy`` is ordered as :attr:`StateUpdate.lazy_members`."""
     lazy_now = set(lazy_users)
     changed = [
         s
@@ -90,15 +96,16 @@ def plan_update(
     unsent = {(s.type, s.state_key) for s in delta} - sent_keys
     # The lazy members the client holds: those it held whose membership did not change
     # unseen, plus those it holds through an explicit pair of ``had``.
-    held = {u for u in known_lazy if (q.MEMBER, u) not in unsent}
+    held = [u for u in known_lazy if (q.MEMBER, u) not in unsent]
+    held_set = set(held)
     read_members = [
         u
         for u in lazy_users
-        if u not in held
+        if u not in held_set
         and (q.MEMBER, u) not in sent_keys
         and (not had.matches(q.MEMBER, u) or (q.MEMBER, u) in unsent)
     ]
-    lazy_after = frozenset(held | lazy_now) if want.lazy or lazy_now else frozenset(held)
+    lazy_after = remember_lazy(lazy_users, held)
     return StateUpdate(
         changed,
         newly_required(had, want),
@@ -106,6 +113,13 @@ def plan_update(
         lazy_after,
         _effective(had, want, unsent),
     )
+
+
+def remember_lazy(now: Sequence[str], held: Sequence[str]) -> tuple[str, ...]:
+    """The ``$LAZY`` members to remember: ``now`` (a response's lazy users, senders oldest
+    first and the user last) with the user and the newest senders first, then ``held``
+    (most recently needed first), without repeats; at most :data:`MAX_REMEMBERED`."""
+    return tuple(dict.fromkeys([*reversed(now), *held]))[:MAX_REMEMBERED]
 
 
 def _effective(

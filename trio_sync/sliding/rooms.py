@@ -31,7 +31,7 @@ from ..sync.streams.pdu import knock_state
 from ..sync.timeline import Viewer, prev_batch, select_recent
 from ..tokens import StreamToken
 from .request import RequiredState, RoomConfig
-from .required_state import plan_update
+from .required_state import plan_update, remember_lazy
 from .room_lists import Candidate
 from .store import SentRoom
 
@@ -54,7 +54,7 @@ class SentState:
     """The state a client holds of a room: its effective config and lazy members."""
 
     required_state: RequiredState
-    lazy_members: frozenset[str]
+    lazy_members: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +115,7 @@ async def _required_state(
     :mod:`.required_state`)."""
     if sent is None:
         state = await _select_state(conn, room_id, upto, rs, lazy_users)
-        return state, SentState(rs, frozenset(lazy_users)), True
+        return state, SentState(rs, remember_lazy(lazy_users, [])), True
     delta = await q.state_delta(conn, room_id, sent.sent_upto, upto)
     update = plan_update(sent.required_state, sent.lazy_members, rs, delta, lazy_users)
     entries = list(update.changed)

@@ -21,6 +21,7 @@ import orjson
 from ..storage import Array, Conn
 from ..tokens import StreamToken
 from .request import RequiredState, RoomConfig, unknown_pos
+from .required_state import MAX_REMEMBERED
 
 #: A position unused for this long is forgotten: the client must start over.
 POSITION_TTL_MS = 7 * 24 * 3600 * 1000
@@ -40,8 +41,9 @@ class SentRoom:
     #: The effective config: the entries whose current values the client holds (see
     #: :mod:`.required_state`).
     required_state: RequiredState
-    #: Users whose member events the client holds for ``$LAZY``.
-    lazy_members: frozenset[str] = frozenset()
+    #: Users whose member events the client holds for ``$LAZY``, most recently needed
+    #: first (:func:`.required_state.remember_lazy`; at most ``MAX_REMEMBERED``).
+    lazy_members: tuple[str, ...] = ()
     #: The notification stream position the room's counts were sent at.
     counts_at: int = 0
 
@@ -122,7 +124,7 @@ async def load_connection(
             int(r[1]),
             int(r[2]),
             RequiredState(frozenset((t, k) for t, k in orjson.loads(r[3]))),
-            frozenset(orjson.loads(r[4])),
+            tuple(orjson.loads(r[4]))[:MAX_REMEMBERED],
             int(r[5]),
         )
     return connection
@@ -264,7 +266,7 @@ async def record_position(
                 sent.sent_upto,
                 sent.timeline_limit,
                 orjson.dumps(sent.required_state.to_json()).decode(),
-                orjson.dumps(sorted(sent.lazy_members)).decode(),
+                orjson.dumps(sent.lazy_members).decode(),
                 sent.counts_at,
             )
             for room_id, sent in rooms.items()
