@@ -143,6 +143,84 @@ async def test_context_state_and_lazy_members_are_those_at_a_forked_event(
     assert [e["event_id"] for e in page["state"]] == [renamed]
 
 
+async def _page(rooms: Rooms, **params: Any) -> dict[str, Any]:
+    """One page of lazy-loaded ``/messages`` for Alice."""
+    return await rooms.messages(ALICE, ROOM, filter={"lazy_load_members": True}, **params)
+
+
+async def _pages(rooms: Rooms, **params: Any) -> list[dict[str, Any]]:
+    """Every page of lazy-loaded ``/messages`` for Alice, following ``end``."""
+    out = []
+    while True:
+        page = await _page(rooms, **params)
+        out.append(page)
+        if "end" not in page:
+            return out
+        params["from"] = page["end"]
+
+
+def _members(events: list[dict[str, Any]]) -> dict[str, str]:
+    return {e["state_key"]: e["event_id"] for e in events if e["type"] == MEMBER}
+
+
+async def test_lazy_members_of_a_page_are_those_at_its_newest_event(rooms: Rooms) -> None:
+    """One point per page, whichever the direction: the newest event of the chunk. A page
+    whose newest event is forked gets that event's own state; a page whose newest event is
+    on the main line gets the linear state there, even when an older event of the page is
+    forked and its sender's member event differs at it."""
+    await rooms.room()
+    await rooms.join(ROOM, ALICE)
+    bob_then = rooms.log.current_state(ROOM)[(MEMBER, BOB)]
+    renamed = await rooms.join(ROOM, BOB, displayname="Robert")
+    # From a branch that forked before Bob's rename, then the main line again.
+    message = rooms.log.message(ROOM, BOB, "from the branch")
+    (fork,) = await rooms.ingest(forked(message, [bob_then], [renamed]))
+    (after,) = await rooms.say(ROOM, BOB, "main line")
+
+    def ids(page: dict[str, Any]) -> list[str]:
+        return [e["event_id"] for e in page["chunk"]]
+
+    newest = await rooms.messages(ALICE, ROOM, limit=1)
+    assert ids(newest) == [after]
+    before_after = newest["end"]
+    # [fork, renamed] backwards and [renamed, fork] forwards: the fork is the newest event,
+    # and Bob is as he was on the branch.
+    back = await _page(rooms, limit=2, **{"from": before_after})
+    assert ids(back) == [fork, renamed]
+    assert _members(back["state"])[BOB] == bob_then
+    first = await rooms.messages(ALICE, ROOM, limit=1, **{"from": before_after})
+    second = await rooms.messages(ALICE, ROOM, limit=1, **{"from": first["end"]})
+    assert ids(second) == [renamed]
+    before_renamed = second["end"]
+    ahead = await _pages(rooms, dir="f", limit=2, **{"from": before_renamed})
+    assert [ids(p) for p in ahead] == [[renamed, fork], [after]]
+    assert _members(ahead[0]["state"])[BOB] == bob_then
+    # [fork, after] forwards and [after, fork] backwards: the newest event is on the main
+    # line, so Bob's member event is the rename, as on a linear page.
+    for page in (
+        await _page(rooms, dir="f", limit=2, **{"from": first["end"]}),
+        await _page(rooms, limit=2),
+    ):
+        assert sorted(ids(page)) == sorted([fork, after])
+        assert _members(page["state"]) == {BOB: renamed}
+
+    # Every page, both directions, several sizes: the senders' member events are those
+    # in the state at the page's newest event, as /context gives it.
+    checked = 0
+    for params in ({"dir": "b"}, {"dir": "f"}):
+        for limit in (1, 2, 3):
+            for page in await _pages(rooms, limit=limit, **params):
+                if not page["chunk"]:
+                    continue
+                top = page["chunk"][0 if params["dir"] == "b" else -1]["event_id"]
+                at = _members((await rooms.context(ALICE, ROOM, top, limit=0))["state"])
+                senders = {e["sender"] for e in page["chunk"]}
+                # (At the create event its sender has no member event yet.)
+                assert _members(page["state"]) == {u: at[u] for u in senders if u in at}
+                checked += 1
+    assert checked > 10
+
+
 async def test_a_forked_state_event_is_part_of_the_state_after_it(rooms: Rooms) -> None:
     await rooms.room()
     await rooms.join(ROOM, ALICE)

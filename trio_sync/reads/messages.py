@@ -71,8 +71,13 @@ class Page:
 async def _lazy_state(
     conn: Conn, viewer: Viewer, room_id: str, found: list[HistoryEvent]
 ) -> list[Any]:
-    """The member events of the page's senders in effect at its newest event (that
-    event's own state when it is of a forked history)."""
+    """The member events of the page's senders in the state after its newest event, in
+    either direction (:func:`.event_state.state_at_event`: a forked event's own state,
+    else the linear state there). One point per page: a sender whose member event differs
+    at an older event of the page gets the one at the newest, forked or not. Going
+    backwards that is Synapse's point (the chunk's first event); going forwards Synapse
+    takes the chunk's first, oldest, event, while here the same events give the same
+    ``state`` whichever direction they were fetched in. Two statements; read-only."""
     senders = list(dict.fromkeys(h.event.sender for h in found))
     newest = max(found, key=lambda h: h.place)
     rows = await state_at_event(
