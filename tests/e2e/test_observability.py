@@ -112,7 +112,8 @@ async def test_gc_pauses_are_measured(service: Service, http: httpx.AsyncClient)
     before = value(await scrape(http), "trio_sync_gc_pause_seconds_count", generation="2")
     gc.collect()
     after = value(await scrape(http), "trio_sync_gc_pause_seconds_count", generation="2")
-    assert after == before + 1
+    # At least the collection above; the interpreter may run one of its own meanwhile.
+    assert after >= before + 1
 
 
 async def test_followed_file_reports_its_lag(config: Config, tmp_path: Path) -> None:
