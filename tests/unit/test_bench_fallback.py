@@ -13,6 +13,9 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench.py"
 
 
 def _bench() -> ModuleType:
+    # As when run as a script: its sibling modules (reads_cost.py) import from its folder.
+    if str(BENCH.parent) not in sys.path:
+        sys.path.append(str(BENCH.parent))
     spec = importlib.util.spec_from_file_location("trio_sync_bench", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
