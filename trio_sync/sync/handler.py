@@ -30,6 +30,7 @@ from ..storage import Conn, Engine
 from ..storage.account_data import ignored_users
 from ..storage.accounts import Device, load_filter
 from ..tokens import StreamToken
+from .batch import SharedReads
 from .memory_only import NO_STORAGE, KeyCountCache, StorageNeeded, only_typing_moved
 from .presence_tracker import PresenceTracker
 from .request import SyncRequest
@@ -94,6 +95,8 @@ class SyncHandler:
         #: change to them moves that position, so an entry is good while it has not moved.
         self._ignored: dict[str, tuple[int, frozenset[str]]] = {}
         self._lazy_cache: dict[tuple[str, str], dict[str, dict[str, tuple[str, int]]]] = {}
+        #: Reads falling due together (a wake-up) share one storage read.
+        self.shared_reads = SharedReads(engine, _gather)
 
     async def resolve_filter(self, user_id: str, text: str | None) -> Filter:
         """The filter a request names: inline JSON (starts with ``{``) or a stored ID."""
@@ -225,7 +228,11 @@ class SyncHandler:
             except StorageNeeded:
                 resp = None
         if resp is None:
-            resp = await self._engine.read(_gather, ctx)
+            # Everything the gather depends on besides the snapshot: requests agreeing on
+            # it (a client that retried while its first request was still parked) are
+            # answered once.
+            key = (device, since, now, req.filter, req.full_state, req.state_field)
+            resp = await self.shared_reads.read(ctx, key)
         if ctx.ignored_users is not None:
             self._ignored[device.user_id] = (now.account_data, ctx.ignored_users)
         self._key_counts.put(device, epoch, resp)
