@@ -7,7 +7,9 @@ The wait is the only place a request parks: one cancel scope, registered with
 enters that scope nor the hook: it runs straight through. The hook is where the HTTP
 layer watches for the client going away, in the request's own task: a parked poll is
 one task, one cancel scope and one registration. Gathering is one storage read
-(one hop off the Trio loop, one snapshot) bounded by the token taken after the wait.
+(one hop off the Trio loop, one snapshot) bounded by the token taken after the wait,
+shared with every request whose read falls due at the same time (see
+:mod:`trio_sync.sync.batch`): the polls one commit woke are answered from one read.
 
 Before the wait, the device's ``set_presence`` is recorded (a write only when it changed)
 and to-device messages the ``since`` acknowledges are deleted (a write only when some were
