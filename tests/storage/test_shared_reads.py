@@ -22,9 +22,14 @@ class Failing(Exception):
     pass
 
 
+#: Every user a gather ran for, in order.
+GATHERED: list[str] = []
+
+
 async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
     """A response whose ``next_batch`` carries a number read from the database; fails for
     the user ``@bad``."""
+    GATHERED.append(ctx.user_id)
     n = await conn.fetchval("SELECT 41 + 1")
     if ctx.user_id == "@bad":
         raise Failing(ctx.user_id)
@@ -59,8 +64,11 @@ async def test_requests_due_together_share_one_read(engine: Engine) -> None:
 
 async def test_one_failing_request_fails_alone(engine: Engine) -> None:
     reads = SharedReads(engine, _gather)
+    GATHERED.clear()
     got = await _all(reads, ["@a", "@bad", "@b"])
     assert isinstance(got["@bad"], Failing)
+    # The shared read stopped at the failing request; then each read alone.
+    assert sorted(GATHERED[-3:]) == ["@a", "@b", "@bad"]
     for user in ("@a", "@b"):
         resp = got[user]
         assert isinstance(resp, SyncResponse) and resp.presence == [user]
@@ -72,6 +80,15 @@ async def test_a_request_alone_reads_alone(engine: Engine) -> None:
     reads = SharedReads(engine, _gather)
     resp = await reads.read(_ctx("@solo"), "@solo")
     assert resp.presence == ["@solo"] and reads.reads == 1 and reads.served == 1
+    # A lone request's failure is raised at once, without reading again.
+    GATHERED.clear()
+    try:
+        await reads.read(_ctx("@bad"), "@bad")
+    except Failing:
+        pass
+    else:
+        raise AssertionError("the gather's error was not raised")
+    assert GATHERED == ["@bad"]
 
 
 async def test_the_same_key_gets_the_same_response(engine: Engine) -> None:

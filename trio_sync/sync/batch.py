@@ -37,14 +37,16 @@ Gather = Callable[[Conn, SyncContext], Coroutine[Any, Any, SyncResponse]]
 
 
 class _Entry:
-    __slots__ = ("ctx", "done", "key", "result")
+    __slots__ = ("ctx", "done", "error", "key", "result")
 
     def __init__(self, ctx: SyncContext, key: Hashable) -> None:
         self.ctx = ctx
         self.key = key
         self.done = trio.Event()
-        #: None once done: the batch read failed; read alone.
+        #: None once done: the batch read failed; read alone (unless ``error`` is set).
         self.result: SyncResponse | None = None
+        #: The failure of a read that served this request alone (nothing to retry).
+        self.error: Exception | None = None
 
 
 async def _gather_all(
@@ -76,8 +78,8 @@ class SharedReads:
 
     async def read(self, ctx: SyncContext, key: Hashable) -> SyncResponse:
         """``gather(conn, ctx)`` in a storage read shared with every request that asks in
-        the same scheduler rounds. A checkpoint; see the module docstring for
-        cancellation."""
+        the same scheduler rounds. Always yields to the scheduler; see the module
+        docstring for cancellation. Raises what the gather raises."""
         entry = _Entry(ctx, key)
         batch = self._forming
         if batch is not None:
@@ -95,6 +97,8 @@ class SharedReads:
                 self._forming = None
             with trio.CancelScope(shield=True):
                 await self._run(batch)
+        if entry.error is not None:
+            raise entry.error
         if entry.result is None:
             ctx.shared = WakeShare()  # nothing of the failed read's snapshot
             return await self._engine.read(self._gather, ctx)
@@ -110,7 +114,9 @@ class SharedReads:
             results = await self._engine.read(
                 _gather_all, self._gather, [e.ctx for e in firsts], now_ms
             )
-        except Exception:
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc  # its own failure: reading again would repeat it
             results = None
         if results is not None:
             self.reads += 1
