@@ -339,9 +339,7 @@ class Server:
 
     def cpu_ticks(self) -> int:
         assert self.proc is not None
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
+        return cpu_ticks(self.proc.pid)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -539,6 +537,16 @@ async def fig_incremental(port: int, c: Community, sizes: Sizes, since: str, res
     finally:
         client.close()
         pusher.close()
+
+
+def cpu_ticks(pid: int) -> int:
+    """CPU time process ``pid`` has used so far (user + system), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
+
+
+CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
 async def settled_rss(server: Server, min_s: float = 1.5, max_s: float = 20.0) -> int:

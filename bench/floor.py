@@ -29,6 +29,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench import (
+    CLOCK_TICK_S,
     IO_TIMEOUT,
     SERVER_NAME,
     Database,
@@ -37,6 +38,7 @@ from bench import (
     Result,
     Server,
     bench_main,
+    cpu_ticks,
     drop_database,
     free_port,
     line,
@@ -263,27 +265,33 @@ async def _park_all(port: int, paths: list[tuple[str, str | None]]) -> list[Http
 
 
 async def _last_answer(
-    conns: list[Http], trigger: Callable[[], Coroutine[Any, Any, object]]
-) -> tuple[float, list[Response]]:
+    conns: list[Http], trigger: Callable[[], Coroutine[Any, Any, object]], pid: int
+) -> tuple[float, float, list[Response]]:
+    """Seconds from the trigger to the last answer, the server's CPU seconds in that
+    time (process ``pid``, to the clock tick), and the answers."""
     reads = [asyncio.ensure_future(c.read()) for c in conns]
     await asyncio.sleep(0.5)
     early = [r for r in reads if r.done()]
     if early:
         what = repr(early[0].exception() or early[0].result().body[:200])
         raise RuntimeError(f"{len(early)} parked request(s) answered before the wake: {what}")
-    t0 = time.perf_counter()
+    ticks, t0 = cpu_ticks(pid), time.perf_counter()
     await trigger()
     answers = await asyncio.wait_for(asyncio.gather(*reads), IO_TIMEOUT)
-    return time.perf_counter() - t0, answers
+    elapsed = time.perf_counter() - t0
+    return elapsed, (cpu_ticks(pid) - ticks) * CLOCK_TICK_S, answers
 
 
 async def fan_out(
     server: Server, quart: FloorServer, w: Workload, sizes: Sizes, res: Result
 ) -> dict[str, list[float]]:
     """``fan_users`` parked in one room, one event: time to the last answer; the same
-    fan-out through the Quart-Trio floor. Also RSS per parked poll."""
+    fan-out through the Quart-Trio floor; the CPU time each server spent on it. Also RSS
+    per parked poll."""
     port = server.port
-    out: dict[str, list[float]] = {"fan": [], "fan_floor": [], "rss": []}
+    out: dict[str, list[float]] = {
+        "fan": [], "fan_floor": [], "fan_cpu": [], "fan_floor_cpu": [], "rss": []
+    }  # fmt: skip
     # Everyone's first sync (presence wakes the room), then a settled token each.
     tokens: dict[str, str] = {}
     for _ in range(2):
@@ -311,8 +319,9 @@ async def fan_out(
                 rss_after = await settled_rss(server)
                 out["rss"].append((rss_after - rss_before) / len(conns))
             msg = w.log.message(w.fan_room, BOT, f"fan {k}")
-            elapsed, answers = await _last_answer(
-                conns, lambda msg=msg, pusher=pusher: push(pusher, [line(msg)])
+            assert server.proc is not None
+            elapsed, cpu, answers = await _last_answer(
+                conns, lambda msg=msg, pusher=pusher: push(pusher, [line(msg)]), server.proc.pid
             )
             want = msg["new_room_event"]["event"]["_event_id"]
             for u, a in zip(w.fan_users, answers, strict=True):
@@ -322,16 +331,18 @@ async def fan_out(
                     raise RuntimeError(f"fan-out answer for {u} lacks the event")
                 tokens[u] = body["next_batch"]
             out["fan"].append(elapsed)
+            out["fan_cpu"].append(cpu)
         finally:
             for c in [*conns, pusher]:
                 c.close()
         conns = await _park_all(quart.port, [("/park", None)] * len(w.fan_users))
         waker = await Http.open(quart.port)
         try:
-            elapsed, _ = await _last_answer(
-                conns, lambda waker=waker: waker.request("POST", "/wake")
+            elapsed, cpu, _ = await _last_answer(
+                conns, lambda waker=waker: waker.request("POST", "/wake"), quart.proc.pid
             )
             out["fan_floor"].append(elapsed)
+            out["fan_floor_cpu"].append(cpu)
         finally:
             for c in [*conns, waker]:
                 c.close()
@@ -428,6 +439,12 @@ def run_backend(backend: str, sizes: Sizes, dsn: str) -> Result:
             f"{ms(last)} [{last / floor_last:.2f}x, floor {ms(floor_last)}]",
             "<= 1.5x",
             last / floor_last <= 1.5,
+        )
+        cpu, floor_cpu = pct(fan["fan_cpu"], 50), pct(fan["fan_floor_cpu"], 50)
+        res.add(
+            f"fan-out: server CPU for the same wake (median of {len(fan['fan_cpu'])}) ms "
+            "[x Quart-Trio 1 KiB fan-out]",
+            f"{ms(cpu)} [{cpu / floor_cpu:.2f}x, floor {ms(floor_cpu)}]" if floor_cpu else ms(cpu),
         )
         per_poll = fan["rss"][0] if fan["rss"] else float("nan")
         res.add(

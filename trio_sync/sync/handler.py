@@ -7,7 +7,9 @@ The wait is the only place a request parks: one cancel scope, registered with
 enters that scope nor the hook: it runs straight through. The hook is where the HTTP
 layer watches for the client going away, in the request's own task: a parked poll is
 one task, one cancel scope and one registration. Gathering is one storage read
-(one hop off the Trio loop, one snapshot) bounded by the token taken after the wait.
+(one hop off the Trio loop, one snapshot) bounded by the token taken after the wait,
+shared with every request whose read falls due at the same time (see
+:mod:`trio_sync.sync.batch`): the polls one commit woke are answered from one read.
 
 Before the wait, the device's ``set_presence`` is recorded (a write only when it changed)
 and to-device messages the ``since`` acknowledges are deleted (a write only when some were
@@ -30,6 +32,7 @@ from ..storage import Conn, Engine
 from ..storage.account_data import ignored_users
 from ..storage.accounts import Device, load_filter
 from ..tokens import StreamToken
+from .batch import SharedReads
 from .memory_only import NO_STORAGE, KeyCountCache, StorageNeeded, only_typing_moved
 from .presence_tracker import PresenceTracker
 from .request import SyncRequest
@@ -94,6 +97,8 @@ class SyncHandler:
         #: change to them moves that position, so an entry is good while it has not moved.
         self._ignored: dict[str, tuple[int, frozenset[str]]] = {}
         self._lazy_cache: dict[tuple[str, str], dict[str, dict[str, tuple[str, int]]]] = {}
+        #: Reads falling due together (a wake-up) share one storage read.
+        self.shared_reads = SharedReads(engine, _gather)
 
     async def resolve_filter(self, user_id: str, text: str | None) -> Filter:
         """The filter a request names: inline JSON (starts with ``{``) or a stored ID."""
@@ -225,7 +230,11 @@ class SyncHandler:
             except StorageNeeded:
                 resp = None
         if resp is None:
-            resp = await self._engine.read(_gather, ctx)
+            # Everything the gather depends on besides the snapshot: requests agreeing on
+            # it (a client that retried while its first request was still parked) are
+            # answered once.
+            key = (device, since, now, req.filter, req.full_state, req.state_field)
+            resp = await self.shared_reads.read(ctx, key)
         if ctx.ignored_users is not None:
             self._ignored[device.user_id] = (now.account_data, ctx.ignored_users)
         self._key_counts.put(device, epoch, resp)

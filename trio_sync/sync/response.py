@@ -16,6 +16,7 @@ from ..client_format import room_id_prefix, without_room_id
 from ..filters import Filter
 from ..tokens import StreamToken
 from ..typing_state import TypingView
+from .shared import WakeShare
 from .timeline import Viewer
 
 #: A device's ``(one-time-key counts, unused fallback key types)``; both None if unknown.
@@ -63,6 +64,8 @@ class SyncContext:
     memberships_quiet: bool = False
     #: The device's one-time-key counts and fallback key types, when known without a query.
     key_counts: KeyCounts | None = None
+    #: What this request shares with the others gathered in the same storage read.
+    shared: WakeShare = field(default_factory=WakeShare)
 
     @property
     def state_after(self) -> bool:

@@ -58,20 +58,33 @@ class Viewer:
             unsigned = event["unsigned"] = {}
         if self.now_ms:
             unsigned["age"] = max(0, self.now_ms - ev.origin_server_ts)
-        if access is not None:
-            unsigned["membership"] = access.unsigned_membership(ev.pos, ev.type, ev.state_key)
-        if (
-            ev.txn_id is not None
-            and ev.sender == self.user_id
-            and self.session_id is not None
-            and ev.txn_session == self.session_id
-        ):
+        membership, own = self.unsigned_parts(ev, access)
+        if membership is not None:
+            unsigned["membership"] = membership
+        if own:
             unsigned["transaction_id"] = ev.txn_id
         if relations:
             unsigned["m.relations"] = relations
         if self.fields is not None:
             event = apply_event_fields(event, self.fields)
         return orjson.dumps(event).decode()
+
+    def unsigned_parts(
+        self, ev: q.TimelineEvent, access: RoomAccess | None
+    ) -> tuple[str | None, bool]:
+        """What of ``ev``'s ``unsigned`` is this viewer's own: the user's membership at
+        the event (None without ``access``), and whether this viewer's device sent it
+        (then it gets ``transaction_id``)."""
+        membership = (
+            None if access is None else access.unsigned_membership(ev.pos, ev.type, ev.state_key)
+        )
+        own = (
+            ev.txn_id is not None
+            and ev.sender == self.user_id
+            and self.session_id is not None
+            and ev.txn_session == self.session_id
+        )
+        return membership, own
 
     def serve_state(self, json: str) -> str:
         """A state event as this viewer gets it."""

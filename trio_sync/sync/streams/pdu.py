@@ -24,9 +24,8 @@ import orjson
 
 from ...aggregations import bundles
 from ...storage import Conn
-from ...storage import relations as rel
 from ...storage import rooms as q
-from ...storage.visibility import RoomAccess, load_access, rooms_with_forks
+from ...storage.visibility import RoomAccess, load_access
 from ...tokens import TopologyToken
 from ..response import JoinedRoom, RoomTimeline, SyncContext, SyncResponse
 from ..timeline import Selected, first_page_size, prev_batch, scan, select_recent
@@ -132,7 +131,7 @@ async def room_section(
         if with_children is None or any(e.event_id in with_children for e in events)
         else {}
     )
-    served = [viewer.serve(e, access, bundled.get(e.event_id)) for e in events]
+    served = [ctx.shared.serve(viewer, e, access, bundled.get(e.event_id)) for e in events]
     return JoinedRoom(
         timeline=RoomTimeline(served, limited, prev_batch(events, upto, ctx.now)),
         state=served_state,
@@ -164,7 +163,9 @@ async def joined_sections(
     tfilt = ctx.filter.room.timeline
     preread = in_range or {}
     unread = [r for r in rooms if r not in preread and access[r].everything_visible(after, upto)]
-    pages = await q.newest_pages(conn, unread, after, upto, first_page_size(limit), viewer.fmt)
+    pages = await ctx.shared.newest_pages(
+        conn, unread, after, upto, first_page_size(limit), viewer.fmt
+    )
     chosen: dict[str, Selected] = {}
     for room_id in rooms:
         chosen[room_id] = await select_recent(
@@ -188,7 +189,7 @@ async def joined_sections(
         states = await q.states_at(conn, points, viewer.fmt)
     # Which timeline events have relations to bundle, for all rooms at once (a room whose
     # events have none then costs no aggregation query).
-    with_children = await rel.parents_with_children(
+    with_children = await ctx.shared.parents_with_children(
         conn, rooms, [e.event_id for c in chosen.values() for e in c.events], ctx.now.pdu
     )
     out = {}
@@ -395,7 +396,7 @@ class PduStream:
         elif not joined:
             active = set()
         elif now - since <= READ_RANGE_MAX:
-            in_range = await q.events_in_range(conn, joined, since, now, ctx.viewer.fmt)
+            in_range = await ctx.shared.events_in_range(conn, joined, since, now, ctx.viewer.fmt)
             active = set(in_range)
         elif now - since <= RANGE_SCAN_MAX:
             active = await q.rooms_with_events(conn, joined, since, now)
@@ -409,7 +410,7 @@ class PduStream:
         steady = {r for r in served if joined_since[r] <= since}
         if steady:
             # Events of forked histories are judged by their own state: those rooms do.
-            steady -= await rooms_with_forks(conn, steady, since, now)
+            steady -= await ctx.shared.rooms_with_forks(conn, steady, since, now)
         access = await load_access(
             conn, ctx.user_id, [*changes, *(r for r in served if r not in steady)], now
         )
