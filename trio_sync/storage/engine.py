@@ -30,9 +30,9 @@ FOREVER = (1 << 63) - 1
 
 
 class Row(Protocol):
-    """A result row: indexable by position and by column name."""
+    """A result row: indexable by position and by column name; a slice is a tuple."""
 
-    def __getitem__(self, key: int | str, /) -> Any: ...
+    def __getitem__(self, key: int | str | slice, /) -> Any: ...
 
 
 class Conn(Protocol):

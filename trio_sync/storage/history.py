@@ -79,7 +79,7 @@ _COLUMNS = (
 def _history_event(r: Row, at: int = 0) -> HistoryEvent:
     place = Place(int(r[at]), int(r[at + 1]), int(r[at + 2]))
     judged = place.pos if place.sub == STREAM_SUB else place.anchor
-    ev = TimelineEvent(judged, *(r[i] for i in range(at + 3, at + 12)))
+    ev = TimelineEvent(judged, *r[at + 3 : at + 12])
     return HistoryEvent(place, ev, int(r[at + 3]))
 
 
