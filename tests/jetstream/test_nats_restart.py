@@ -16,6 +16,7 @@ import socket
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
@@ -86,6 +87,32 @@ async def private_nats(tmp_path: Path) -> AsyncIterator[PrivateNats]:
             await server.stop()
 
 
+@asynccontextmanager
+async def dendrite_on(
+    private_nats: PrivateNats, config: Config
+) -> AsyncIterator[tuple[DendriteBus, Config]]:
+    """Dendrite's streams on the private server (a fresh prefix), and ``config`` pointed at
+    them; the client reconnects for ever, as Dendrite's does."""
+    async with open_bridge():
+        nc = await run_asyncio(
+            partial(
+                nats.connect, private_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2
+            )
+        )
+        try:
+            bus = DendriteBus(nc, new_prefix())
+            await bus.setup()
+            yield (
+                bus,
+                dataclasses.replace(
+                    config, jetstream=private_nats.url, jetstream_prefix=bus.prefix
+                ),
+            )
+        finally:
+            with trio.CancelScope(shield=True):
+                await run_asyncio(nc.close)
+
+
 async def inbox_numbers(service: Service) -> list[int]:
     async def op(conn: Conn) -> list[int]:
         rows = await conn.fetch("SELECT content FROM device_inbox")
@@ -112,98 +139,89 @@ async def stream_numbers(bus: DendriteBus, first: int, last: int) -> list[int]:
 
 
 async def test_nats_restarted_under_load(private_nats: PrivateNats, config: Config) -> None:
-    async with open_bridge():
-        nc = await run_asyncio(
-            partial(
-                nats.connect, private_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2
-            )
-        )
-        bus = DendriteBus(nc, new_prefix())
-        await bus.setup()
-        cfg = dataclasses.replace(config, jetstream=private_nats.url, jetstream_prefix=bus.prefix)
-        async with (
-            open_service(cfg) as service,
-            httpx.AsyncClient(base_url=service.addresses[0], timeout=30) as http,
-        ):
-            token = await service.add_device(BOB, "PHONE")
-            log = RoomLog(SERVER)
-            for message in [
-                *log.create_room(ROOM, ALICE, "Restart"),
-                log.member(ROOM, BOB, "join"),
-            ]:
-                seq = await bus.room_event(message)
-            await wait_committed(service, bus, "OutputRoomEvent", seq)
-            since = (await sync(http, token))["next_batch"]
-            await bus.typing(BOB, ROOM, True, 30_000)
-            await wait_committed(service, bus, "OutputTypingEvent", 1)
-            acked: dict[int, int] = {}  # stream sequence → n, for publishes NATS acknowledged
-            attempts: Counter[int] = Counter()
+    async with (
+        dendrite_on(private_nats, config) as (bus, cfg),
+        open_service(cfg) as service,
+        httpx.AsyncClient(base_url=service.addresses[0], timeout=30) as http,
+    ):
+        token = await service.add_device(BOB, "PHONE")
+        log = RoomLog(SERVER)
+        for message in [
+            *log.create_room(ROOM, ALICE, "Restart"),
+            log.member(ROOM, BOB, "join"),
+        ]:
+            seq = await bus.room_event(message)
+        await wait_committed(service, bus, "OutputRoomEvent", seq)
+        since = (await sync(http, token))["next_batch"]
+        await bus.typing(BOB, ROOM, True, 30_000)
+        await wait_committed(service, bus, "OutputTypingEvent", 1)
+        acked: dict[int, int] = {}  # stream sequence → n, for publishes NATS acknowledged
+        attempts: Counter[int] = Counter()
 
-            async def publish() -> None:
-                for n in range(1, MESSAGES + 1):
-                    with trio.fail_after(30):
-                        while True:
-                            attempts[n] += 1
-                            try:
-                                seq = await bus.send_to_device(
-                                    ALICE, BOB, "PHONE", "org.example.n", {"n": n}
-                                )
-                                acked[seq] = n
-                                break
-                            except (nats.errors.Error, TimeoutError):
-                                await trio.sleep(0.1)
-                    if n % 20 == 0:
-                        await trio.sleep(0.01)
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(publish)
+        async def publish() -> None:
+            for n in range(1, MESSAGES + 1):
                 with trio.fail_after(30):
-                    while len(acked) < MESSAGES // 3:  # noqa: ASYNC110
-                        await trio.sleep(0.01)
-                applied_at_stop = await committed(service, bus.stream(TO_DEVICE))
-                await private_nats.stop()
-                acked_at_stop = max(acked)
-                # NATS is down: /sync still answers from what is stored.
-                body = await sync(http, token, timeout=0)
-                assert body["next_batch"]
-                await trio.sleep(1)
-                await private_nats.start()
-            assert len(acked) == MESSAGES
+                    while True:
+                        attempts[n] += 1
+                        try:
+                            seq = await bus.send_to_device(
+                                ALICE, BOB, "PHONE", "org.example.n", {"n": n}
+                            )
+                            acked[seq] = n
+                            break
+                        except (nats.errors.Error, TimeoutError):
+                            await trio.sleep(0.1)
+                if n % 20 == 0:
+                    await trio.sleep(0.01)
 
-            # Dendrite recreates its streams on reconnecting: the memory ones are new.
-            await bus.setup()
-            typing_seq = await bus.typing(ALICE, ROOM, True, 30_000)
-            assert typing_seq == 1
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(publish)
+            with trio.fail_after(30):
+                while len(acked) < MESSAGES // 3:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            applied_at_stop = await committed(service, bus.stream(TO_DEVICE))
+            await private_nats.stop()
+            acked_at_stop = max(acked)
+            # NATS is down: /sync still answers from what is stored.
+            body = await sync(http, token, timeout=0)
+            assert body["next_batch"]
+            await trio.sleep(1)
+            await private_nats.start()
+        assert len(acked) == MESSAGES
 
-            info = await run_asyncio(bus.js.stream_info, bus.stream(TO_DEVICE))
-            await wait_committed(service, bus, TO_DEVICE, int(info.state.last_seq))
-            first = int(info.state.first_seq)
-            held = await stream_numbers(bus, first, int(info.state.last_seq))
-            numbers = Counter(await inbox_numbers(service))
-            # Every message the stream holds was applied.
-            assert not Counter(held) - numbers
-            # A publish NATS acknowledged and trio-sync never applied can only be one
-            # NATS itself lost in the restart: acknowledged shortly before it stopped,
-            # after everything trio-sync had applied by then (nats-server does not
-            # write every acknowledged message to disk before it answers).
-            unapplied = [seq for seq, n in acked.items() if numbers[n] == 0]
-            assert all(applied_at_stop < seq <= acked_at_stop for seq in unapplied)
-            # Nothing was applied twice: no more often than it was published (a publish
-            # whose acknowledgement was lost in the restart is retried, and may be stored
-            # twice).
-            assert all(count <= attempts[n] for n, count in numbers.items())
-            # The new typing stream's first message was applied, not taken for one
-            # already seen (its sequence, 1, was committed on the old stream).
-            with trio.fail_after(10):
-                while True:
-                    body = await sync(http, token, since=since, timeout=1000)
-                    since = body["next_batch"]
-                    room = body.get("rooms", {}).get("join", {}).get(ROOM, {})
-                    events = room.get("ephemeral", {}).get("events", [])
-                    typing = [e for e in events if e["type"] == "m.typing"]
-                    if typing and ALICE in typing[0]["content"]["user_ids"]:
-                        break
-        await run_asyncio(nc.close)
+        # Dendrite recreates its streams on reconnecting: the memory ones are new.
+        await bus.setup()
+        typing_seq = await bus.typing(ALICE, ROOM, True, 30_000)
+        assert typing_seq == 1
+
+        info = await run_asyncio(bus.js.stream_info, bus.stream(TO_DEVICE))
+        await wait_committed(service, bus, TO_DEVICE, int(info.state.last_seq))
+        first = int(info.state.first_seq)
+        held = await stream_numbers(bus, first, int(info.state.last_seq))
+        numbers = Counter(await inbox_numbers(service))
+        # Every message the stream holds was applied.
+        assert not Counter(held) - numbers
+        # A publish NATS acknowledged and trio-sync never applied can only be one
+        # NATS itself lost in the restart: acknowledged shortly before it stopped,
+        # after everything trio-sync had applied by then (nats-server does not
+        # write every acknowledged message to disk before it answers).
+        unapplied = [seq for seq, n in acked.items() if numbers[n] == 0]
+        assert all(applied_at_stop < seq <= acked_at_stop for seq in unapplied)
+        # Nothing was applied twice: no more often than it was published (a publish
+        # whose acknowledgement was lost in the restart is retried, and may be stored
+        # twice).
+        assert all(count <= attempts[n] for n, count in numbers.items())
+        # The new typing stream's first message was applied, not taken for one
+        # already seen (its sequence, 1, was committed on the old stream).
+        with trio.fail_after(10):
+            while True:
+                body = await sync(http, token, since=since, timeout=1000)
+                since = body["next_batch"]
+                room = body.get("rooms", {}).get("join", {}).get(ROOM, {})
+                events = room.get("ephemeral", {}).get("events", [])
+                typing = [e for e in events if e["type"] == "m.typing"]
+                if typing and ALICE in typing[0]["content"]["user_ids"]:
+                    break
 
 
 async def _presence(http: httpx.AsyncClient, token: str, user_id: str) -> dict[str, object]:
@@ -224,15 +242,7 @@ async def test_a_memory_stream_recreated_while_stopped_is_read_from_its_start(
     # presence updates before trio-sync starts again. Sequences 1-3 of the new stream
     # are new messages, not the ones committed: all 5 must be applied.
     users = [f"@p{i}:{SERVER}" for i in range(1, 6)]
-    async with open_bridge():
-        nc = await run_asyncio(
-            partial(
-                nats.connect, private_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2
-            )
-        )
-        bus = DendriteBus(nc, new_prefix())
-        await bus.setup()
-        cfg = dataclasses.replace(config, jetstream=private_nats.url, jetstream_prefix=bus.prefix)
+    async with dendrite_on(private_nats, config) as (bus, cfg):
         log = RoomLog(SERVER)
         room = [*log.create_room(ROOM, ALICE, "Presence"), log.member(ROOM, BOB, "join")]
         room += [log.member(ROOM, user, "join") for user in users]
@@ -261,4 +271,3 @@ async def test_a_memory_stream_recreated_while_stopped_is_read_from_its_start(
                 body = await _presence(http, token, user)
                 assert (body["presence"], body.get("status_msg")) == ("online", f"after {i}")
             assert (await _presence(http, token, ALICE))["status_msg"] == "before 2"
-        await run_asyncio(nc.close)
