@@ -157,6 +157,17 @@ async def test_a_file_rewritten_in_place_while_stopped_is_read_again(
     assert len(_transitions(caplog, "no line end at its consumed offset")) == 1
 
 
+async def _store_offset(engine: Engine, source: str, position: int) -> None:
+    """An offset row written as an earlier release wrote it (no epoch)."""
+
+    async def op(conn: Conn) -> None:
+        await conn.execute(
+            "INSERT INTO ingest_offsets (source, position) VALUES ($1, $2)", source, position
+        )
+
+    await engine.write(op)
+
+
 async def test_an_offset_stored_without_identity_is_taken_over_by_the_file(
     engine: Engine, ingestor: Ingestor, tmp_path: Path
 ) -> None:
@@ -165,16 +176,8 @@ async def test_an_offset_stored_without_identity_is_taken_over_by_the_file(
     head = dumps_lines(messages[:4])
     path.write_bytes(head + dumps_lines(messages[4:]))
     by_path = "file:" + str(path.absolute())
-
-    async def legacy(conn: Conn) -> None:
-        # As releases before file identities stored it: keyed by the absolute path.
-        await conn.execute(
-            "INSERT INTO ingest_offsets (source, position) VALUES ($1, $2)",
-            by_path,
-            len(head),
-        )
-
-    await engine.write(legacy)
+    # As releases before file identities stored it: keyed by the absolute path.
+    await _store_offset(engine, by_path, len(head))
     await follow_file(str(path), ingestor, follow=False)
     assert await _ids(engine) == [event_id_of(m) for m in messages[4:]]  # not re-read
     assert await engine.read(_offsets) == {by_path: _at_end(path)}
@@ -189,19 +192,12 @@ async def test_an_offset_stored_under_the_files_identity_is_taken_over_once(
     path.write_bytes(head + dumps_lines(messages[4:]))
     by_identity = f"{file_source(str(path))}#{file_epoch(path.stat())}"
 
-    async def legacy(conn: Conn) -> None:
-        # As releases before epochs stored it: the file's identity in the source name.
-        await conn.execute(
-            "INSERT INTO ingest_offsets (source, position) VALUES ($1, $2)",
-            by_identity,
-            len(head),
-        )
-
     # Another file whose name merely starts like it keeps its own offset.
     namesake = tmp_path / "room.log#notes"
     namesake.write_bytes(b"\n")
     await follow_file(str(namesake), ingestor, follow=False)
-    await engine.write(legacy)
+    # As releases before epochs stored it: the file's identity in the source name.
+    await _store_offset(engine, by_identity, len(head))
     await follow_file(str(path), ingestor, follow=False)
     assert await _ids(engine) == [event_id_of(m) for m in messages[4:]]  # not re-read
     assert await engine.read(_offsets) == {
