@@ -16,6 +16,7 @@ from trio_sync import Service
 from trio_sync.roomlog import RoomLog
 
 from .conftest import ALICE, BOB, CAROL, SERVER, auth, encode_params, event_id, sync
+from .support import call
 
 ROOM = f"!lobby:{SERVER}"
 OTHER = f"!other:{SERVER}"
@@ -194,6 +195,16 @@ class Rooms:
     async def ingest_raw(self, *messages: Message) -> None:
         applied = await self.service.ingest(list(messages))
         assert applied.rejected == 0
+
+    async def ignore(self, user_id: str, *ignored: str) -> None:
+        """``user_id`` sets its ``m.ignored_user_list`` to ``ignored``, as a client does."""
+        await call(
+            self.http,
+            "PUT",
+            f"/user/{user_id}/account_data/m.ignored_user_list",
+            self.tokens[user_id],
+            {"ignored_users": {u: {} for u in ignored}},
+        )
 
     async def room(
         self,

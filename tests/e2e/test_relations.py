@@ -22,7 +22,6 @@ from .rooms_support import (
     redaction,
 )
 from .sliding_support import sliding
-from .support import call
 
 
 @pytest.fixture
@@ -230,13 +229,7 @@ async def test_ignored_users_do_not_count(rooms: Rooms) -> None:
         reply(rooms, ROOM, CAROL, root, "carol"),
         related(rooms, ROOM, CAROL, "m.reference", root, "ref"),
     )
-    await call(
-        rooms.http,
-        "PUT",
-        f"/user/{ALICE}/account_data/m.ignored_user_list",
-        rooms.tokens[ALICE],
-        {"ignored_users": {CAROL: {}}},
-    )
+    await rooms.ignore(ALICE, CAROL)
     for served in await served_everywhere(rooms, ALICE, root):
         assert set(bundle(served)) == {"m.thread"}
         assert bundle(served)["m.thread"]["count"] == 1

@@ -107,13 +107,7 @@ async def test_threads_of_ignored_users(rooms: Rooms) -> None:
         reply(rooms, ROOM, BOB, theirs, "bob replies"),
         reply(rooms, ROOM, CAROL, only_carol, "carol replies"),
     )
-    await call(
-        rooms.http,
-        "PUT",
-        f"/user/{ALICE}/account_data/m.ignored_user_list",
-        rooms.tokens[ALICE],
-        {"ignored_users": {CAROL: {}}},
-    )
+    await rooms.ignore(ALICE, CAROL)
     body = await threads(rooms, ALICE, ROOM)
     # Carol's root is served redacted; a thread of only Carol's replies is not listed.
     assert roots(body) == [theirs]
@@ -219,13 +213,7 @@ async def test_threads_sit_at_the_newest_reply_not_from_an_ignored_user(rooms: R
     (a1,) = await rooms.ingest(reply(rooms, ROOM, BOB, a, "a1"))
     (b1,) = await rooms.ingest(reply(rooms, ROOM, BOB, b, "b1"))
     await rooms.ingest(reply(rooms, ROOM, CAROL, a, "a2 from carol"))
-    await call(
-        rooms.http,
-        "PUT",
-        f"/user/{ALICE}/account_data/m.ignored_user_list",
-        rooms.tokens[ALICE],
-        {"ignored_users": {CAROL: {}}},
-    )
+    await rooms.ignore(ALICE, CAROL)
     # For Bob, a's newest reply is Carol's; Alice ignores Carol, so a sits at a1, before b1.
     assert roots(await threads(rooms, BOB, ROOM)) == [a, b]
     body = await threads(rooms, ALICE, ROOM)
