@@ -40,7 +40,7 @@ import nats.js.errors
 import orjson
 import trio
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
-from streams import close, first_syncs, park
+from streams import close, first_syncs, park, wake_figure
 
 from bench import (
     SERVER_NAME,
@@ -52,7 +52,6 @@ from bench import (
     drop_database,
     ms,
     new_database,
-    pct,
     say,
 )
 from trio_sync.roomlog import RoomLog
@@ -224,37 +223,28 @@ async def fig_wake(
     since = await first_syncs(port, users)
     idle = await park(port, idle_users(sizes), since)
     target = (await park(port, [TARGET], since))[0]
-    times: list[float] = []
-    bad = 0
+
+    async def send(message: dict[str, Any], i: int) -> None:
+        await dendrite.publish(message)
+
+    def answered(answer: dict[str, Any], i: int) -> bool:
+        room = answer.get("rooms", {}).get("join", {}).get(WAKE_ROOM, {})
+        bodies = [e["content"].get("body") for e in room.get("timeline", {}).get("events", [])]
+        return bodies == [f"wake {i}"]
+
     try:
-        for i in range(5 + sizes.wake_n):
-            await asyncio.sleep(max(0.0, target.sent_at + 0.02 - time.perf_counter()))
-            message = log.message(WAKE_ROOM, POSTER, f"wake {i}")
-            t0 = time.perf_counter()
-            await dendrite.publish(message)
-            assert target.task is not None
-            got, received = await asyncio.wait_for(target.task, IO_TIMEOUT)
-            answer = got.json()
-            room = answer.get("rooms", {}).get("join", {}).get(WAKE_ROOM, {})
-            bodies = [e["content"].get("body") for e in room.get("timeline", {}).get("events", [])]
-            bad += got.status != 200 or bodies != [f"wake {i}"]
-            target.arm(answer["next_batch"])
-            if i >= 5:  # warm-up
-                times.append(received - t0)
-        early = sum(1 for p in idle if p.task is not None and p.task.done())
-        p99 = pct(times, 99)
-        res.add(
-            f"b. publish -> waiting member answered ({len(idle)} others waiting, "
-            f"n={len(times)}) p50 / p99 ms",
-            f"{ms(pct(times, 50))} / {ms(p99)}",
-            "p99 <= 30 ms",
-            p99 <= 0.030,
-            valid=bad == 0 and early == 0,
-        )
-        res.notes.append(
-            f"wake: slowest 3 {', '.join(ms(t) for t in sorted(times)[-3:])} ms; "
-            f"{bad} answers without exactly the published event; "
-            f"{early}/{len(idle)} other polls answered (should be 0)"
+        await wake_figure(
+            res,
+            target,
+            idle,
+            sizes.wake_n,
+            lambda i: log.message(WAKE_ROOM, POSTER, f"wake {i}"),
+            send,
+            answered,
+            label="b. publish -> waiting member answered",
+            limit_s=0.030,
+            note="wake",
+            wrong="answers without exactly the published event",
         )
     finally:
         close([*idle, target])
