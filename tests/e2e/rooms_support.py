@@ -324,3 +324,13 @@ async def make_rooms(service: Service, http: httpx.AsyncClient) -> Rooms:
     for u in (ALICE, BOB, CAROL):
         await w.device(u)
     return w
+
+
+async def lobby_of_three(service: Service, http: httpx.AsyncClient) -> Rooms:
+    """:func:`make_rooms` with Bob's ``ROOM`` (``shared`` history) joined by Alice and
+    Carol."""
+    w = await make_rooms(service, http)
+    await w.room()
+    await w.join(ROOM, ALICE)
+    await w.join(ROOM, CAROL)
+    return w

@@ -16,7 +16,7 @@ from .relations_support import V1, at_ts, bundle, edit, reaction, related, relat
 from .rooms_support import (
     ROOM,
     Rooms,
-    make_rooms,
+    lobby_of_three,
     nio_messages,
     redacted_event,
     redaction,
@@ -26,11 +26,7 @@ from .sliding_support import sliding
 
 @pytest.fixture
 async def rooms(service: Service, http: httpx.AsyncClient) -> Rooms:
-    w = await make_rooms(service, http)
-    await w.room()
-    await w.join(ROOM, ALICE)
-    await w.join(ROOM, CAROL)
-    return w
+    return await lobby_of_three(service, http)
 
 
 def by_id(events: list[dict[str, Any]], eid: str) -> dict[str, Any]:

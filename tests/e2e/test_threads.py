@@ -12,17 +12,13 @@ from trio_sync import Service
 
 from .conftest import ALICE, BOB, CAROL
 from .relations_support import V1, bundle, reply, threads
-from .rooms_support import ROOM, Rooms, make_rooms, nio_messages, redacted_event, redaction
+from .rooms_support import ROOM, Rooms, lobby_of_three, nio_messages, redacted_event, redaction
 from .support import call
 
 
 @pytest.fixture
 async def rooms(service: Service, http: httpx.AsyncClient) -> Rooms:
-    w = await make_rooms(service, http)
-    await w.room()
-    await w.join(ROOM, ALICE)
-    await w.join(ROOM, CAROL)
-    return w
+    return await lobby_of_three(service, http)
 
 
 def roots(body: dict[str, Any]) -> list[str]:

@@ -157,6 +157,15 @@ async def test_a_file_rewritten_in_place_while_stopped_is_read_again(
     assert len(_transitions(caplog, "no line end at its consumed offset")) == 1
 
 
+def _log_read_up_to_4(tmp_path: Path) -> tuple[list[Message], Path, bytes]:
+    """A log of 10 messages, ``room.log``, and its first 4 lines (an earlier offset)."""
+    messages = _messages(10)
+    path = tmp_path / "room.log"
+    head = dumps_lines(messages[:4])
+    path.write_bytes(head + dumps_lines(messages[4:]))
+    return messages, path, head
+
+
 async def _store_offset(engine: Engine, source: str, position: int) -> None:
     """An offset row written as an earlier release wrote it (no epoch)."""
 
@@ -171,10 +180,7 @@ async def _store_offset(engine: Engine, source: str, position: int) -> None:
 async def test_an_offset_stored_without_identity_is_taken_over_by_the_file(
     engine: Engine, ingestor: Ingestor, tmp_path: Path
 ) -> None:
-    messages = _messages(10)
-    path = tmp_path / "room.log"
-    head = dumps_lines(messages[:4])
-    path.write_bytes(head + dumps_lines(messages[4:]))
+    messages, path, head = _log_read_up_to_4(tmp_path)
     by_path = "file:" + str(path.absolute())
     # As releases before file identities stored it: keyed by the absolute path.
     await _store_offset(engine, by_path, len(head))
@@ -186,10 +192,7 @@ async def test_an_offset_stored_without_identity_is_taken_over_by_the_file(
 async def test_an_offset_stored_under_the_files_identity_is_taken_over_once(
     engine: Engine, ingestor: Ingestor, tmp_path: Path
 ) -> None:
-    messages = _messages(10)
-    path = tmp_path / "room.log"
-    head = dumps_lines(messages[:4])
-    path.write_bytes(head + dumps_lines(messages[4:]))
+    messages, path, head = _log_read_up_to_4(tmp_path)
     by_identity = f"{file_source(str(path))}#{file_epoch(path.stat())}"
 
     # Another file whose name merely starts like it keeps its own offset.
