@@ -19,14 +19,16 @@ ALICE = "@alice:example.org"
 BOB = "@bob:example.org"
 
 
+def _checking(config: Config, dendrite_db: DendriteDatabase, **settings: float) -> Config:
+    """``config`` checking tokens in Dendrite's devices table, with ``settings``."""
+    return replace(
+        config, auth="homeserver-database", homeserver_database=dendrite_db.url, **settings
+    )
+
+
 async def test_sync_with_a_dendrite_token(config: Config, dendrite_db: DendriteDatabase) -> None:
     await dendrite_db.add_device(ALICE, "PHONE", "syt_alice")
-    cfg = replace(
-        config,
-        auth="homeserver-database",
-        homeserver_database=dendrite_db.url,
-        auth_cache_ttl=60.0,
-    )
+    cfg = _checking(config, dendrite_db, auth_cache_ttl=60.0)
     async with open_service(cfg) as svc, httpx.AsyncClient(base_url=svc.addresses[0]) as http:
         first = await sync(http, "syt_alice")
         again = await sync(http, "syt_alice", since=first["next_batch"], timeout=0)
@@ -58,13 +60,7 @@ async def test_a_logout_is_honoured_within_the_recheck_interval(
 ) -> None:
     await dendrite_db.add_device(ALICE, "PHONE", "syt_alice")
     await dendrite_db.add_device(BOB, "LAPTOP", "syt_bob")
-    cfg = replace(
-        config,
-        auth="homeserver-database",
-        homeserver_database=dendrite_db.url,
-        auth_cache_ttl=3600.0,
-        auth_recheck_interval=0.3,
-    )
+    cfg = _checking(config, dendrite_db, auth_cache_ttl=3600.0, auth_recheck_interval=0.3)
     async with open_service(cfg) as svc, httpx.AsyncClient(base_url=svc.addresses[0]) as http:
         await sync(http, "syt_alice")
         await sync(http, "syt_bob")
@@ -83,13 +79,7 @@ async def test_without_recheck_a_logout_waits_for_the_ttl(
     config: Config, dendrite_db: DendriteDatabase
 ) -> None:
     await dendrite_db.add_device(ALICE, "PHONE", "syt_alice")
-    cfg = replace(
-        config,
-        auth="homeserver-database",
-        homeserver_database=dendrite_db.url,
-        auth_cache_ttl=1.0,
-        auth_recheck_interval=0,
-    )
+    cfg = _checking(config, dendrite_db, auth_cache_ttl=1.0, auth_recheck_interval=0)
     async with open_service(cfg) as svc, httpx.AsyncClient(base_url=svc.addresses[0]) as http:
         await sync(http, "syt_alice")
         await dendrite_db.remove_device(ALICE, "PHONE")
@@ -102,9 +92,7 @@ async def test_no_caching_when_the_ttl_is_zero(
     config: Config, dendrite_db: DendriteDatabase
 ) -> None:
     await dendrite_db.add_device(ALICE, "PHONE", "syt_alice")
-    cfg = replace(
-        config, auth="homeserver-database", homeserver_database=dendrite_db.url, auth_cache_ttl=0
-    )
+    cfg = _checking(config, dendrite_db, auth_cache_ttl=0)
     async with open_service(cfg) as svc, httpx.AsyncClient(base_url=svc.addresses[0]) as http:
         await sync(http, "syt_alice")
         await dendrite_db.remove_device(ALICE, "PHONE")
