@@ -259,6 +259,20 @@ def new_database(backend: str, workdir: Path, tag: str, dsn: str) -> Database:
     return Database(pg_url(dsn, name), (dsn, name))
 
 
+async def analyze(url: str) -> None:
+    """On PostgreSQL, ``ANALYZE`` the database at ``url``: the planner statistics a
+    running database has, which autovacuum gathers within a minute or so of a bulk load
+    (a bench measuring straight after its load would otherwise time plans made without
+    any). Nothing on SQLite, where trio-sync keeps none."""
+    if not url.startswith("postgresql"):
+        return
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
 def drop_database(db: Database) -> None:
     if db.cleanup_pg is None:
         return
@@ -329,17 +343,10 @@ class Server:
         except OSError:
             return ""
 
-    def rss_kib(self) -> int:
+    @property
+    def pid(self) -> int:
         assert self.proc is not None
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for row in f:
-                if row.startswith("VmRSS:"):
-                    return int(row.split()[1])
-        raise RuntimeError("no VmRSS")
-
-    def cpu_ticks(self) -> int:
-        assert self.proc is not None
-        return cpu_ticks(self.proc.pid)
+        return self.proc.pid
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -448,6 +455,8 @@ class Result:
     backend: str
     rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # figure, value, target, ok
     notes: list[str] = field(default_factory=list)
+    #: Figures (seconds, ratios, ...) that comparisons across backends read, by name.
+    values: dict[str, float] = field(default_factory=dict)
 
     def add(
         self,
@@ -549,13 +558,23 @@ def cpu_ticks(pid: int) -> int:
 CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
-async def settled_rss(server: Server, min_s: float = 1.5, max_s: float = 20.0) -> int:
-    """Server RSS once its CPU time and RSS stop moving (bounded by ``max_s``)."""
+def rss_kib(pid: int) -> int:
+    """Resident memory of process ``pid``, KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for row in f:
+            if row.startswith("VmRSS:"):
+                return int(row.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def settled_rss(pid: int, min_s: float = 1.5, max_s: float = 20.0) -> int:
+    """RSS of process ``pid`` once its CPU time and RSS stop moving (bounded by
+    ``max_s``)."""
     start = time.monotonic()
-    cpu, rss, stable = server.cpu_ticks(), server.rss_kib(), 0
+    cpu, rss, stable = cpu_ticks(pid), rss_kib(pid), 0
     while time.monotonic() - start < max_s:
         await asyncio.sleep(0.25)
-        cpu2, rss2 = server.cpu_ticks(), server.rss_kib()
+        cpu2, rss2 = cpu_ticks(pid), rss_kib(pid)
         stable = stable + 1 if cpu2 - cpu <= 1 and abs(rss2 - rss) <= 16 else 0
         cpu, rss = cpu2, rss2
         if stable >= 4 and time.monotonic() - start >= min_s:
@@ -650,7 +669,7 @@ async def fig_wake_and_memory(
         since = first.json()["next_batch"]
 
         # Figure 5: RSS before and after parking every poll.
-        rss_before = await settled_rss(server)
+        rss_before = await settled_rss(server.pid)
         batch = 50
         for start in range(0, len(setup.idle_users), batch):
             users = setup.idle_users[start : start + batch]
@@ -660,7 +679,7 @@ async def fig_wake_and_memory(
                 poll.arm(since)
                 polls.append(poll)
             await asyncio.sleep(0.03)
-        rss_after = await settled_rss(server)
+        rss_after = await settled_rss(server.pid)
         early = sum(1 for p in polls if p.task is not None and p.task.done())
         per_poll = (rss_after - rss_before) / len(polls)
         res.notes.append(
@@ -748,11 +767,7 @@ async def fig_old_since(server: Server, old: OldSince, sizes: Sizes, res: Result
                 t0 = time.perf_counter()
                 await http.request("GET", sync_path(since_old, 0, filter_json), token)
                 stale.append(time.perf_counter() - t0)
-            conn = await asyncpg.connect(server.database, timeout=10)
-            try:
-                await conn.execute("ANALYZE")
-            finally:
-                await conn.close()
+            await analyze(server.database)
         expected: dict[str, list[str]] = {r: [] for r in old.rooms}
         for m in old.last:
             expected[m["new_room_event"]["event"]["room_id"]].append(event_id(m))
@@ -1009,11 +1024,13 @@ def bench_main(
     run: Callable[[str, Any, str], Result],
     sizes: tuple[Any, Any],
     argv: Sequence[str] | None = None,
+    across: Callable[[list[Result]], Result | None] | None = None,
 ) -> int:
     """The command line of a bench script: parse ``--backend``/``--postgres``/``--quick``,
     run ``run(backend, sizes, postgres_dsn)`` per backend (``sizes`` is ``(full, quick)``),
-    print each backend's table and a summary; exit status 1 when a run broke or failed its
-    own checks (a missed target is a figure, not a failure)."""
+    print each backend's table and a summary (with the rows ``across`` makes of all the
+    backends' results, if it makes any); exit status 1 when a run broke or failed its own
+    checks (a missed target is a figure, not a failure)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument(
@@ -1048,6 +1065,9 @@ def bench_main(
         for note in res.notes:
             print(f"  * {note}")
         sys.stdout.flush()
+    compared = across(results) if across is not None else None
+    if compared is not None:
+        results.append(compared)
     rows = [(r.backend, *row) for r in results for row in r.rows]
     print_table(
         f"summary ({mode} mode, {os.cpu_count()} CPUs, "

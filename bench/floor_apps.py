@@ -4,7 +4,9 @@ configuration (``trio_sync.service.hypercorn_config``):
     python bench/floor_apps.py bare|quart PORT
 
 ``bare``: a plain ASGI callable answering every request with a small JSON body (the cost of
-Hypercorn, h11 and Trio alone). ``quart``: a Quart-Trio app with ``GET /small`` (a small
+Hypercorn, h11 and Trio alone), except ``GET /park``, which waits as a parked ``/sync``
+does (reading its client's messages, so a disconnect ends it, in a cancel scope) until
+``POST /wake``, then answers 1 KiB. ``quart``: a Quart-Trio app with ``GET /small`` (a small
 JSON body), ``GET /park`` (waits until ``POST /wake``, then answers 1 KiB) and
 ``POST /wake``. Prints ``listening`` once bound; runs until SIGTERM/SIGINT.
 """
@@ -27,6 +29,9 @@ SMALL = b'{"ok":true}'
 KIB = b'{"pad":"' + b"x" * (1024 - 10) + b'"}'
 
 
+_parked: set[trio.CancelScope] = set()
+
+
 async def bare_app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         while True:
@@ -36,9 +41,23 @@ async def bare_app(scope: Any, receive: Any, send: Any) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"11")]
+    body = SMALL
+    if scope["path"] == "/park":
+        with trio.CancelScope() as parked:
+            _parked.add(parked)
+            try:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                return  # the client went away
+            finally:
+                _parked.discard(parked)
+        body = KIB
+    elif scope["path"] == "/wake":
+        for parked in list(_parked):
+            parked.cancel()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": SMALL})
+    await send({"type": "http.response.body", "body": body})
 
 
 def quart_app() -> QuartTrio:

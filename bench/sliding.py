@@ -34,6 +34,7 @@ from bench import (
     Response,
     Result,
     Server,
+    analyze,
     bench_main,
     line,
     ms,
@@ -280,6 +281,7 @@ async def http_figures(
             await push(http, lines[start : start + 5000])
     finally:
         http.close()
+    await analyze(server.database)
     gc.collect()
     gc.freeze()
     gc.disable()

@@ -58,8 +58,13 @@ class UsageError(Exception):
     """A command-line mistake found before anything was created."""
 
 
-async def _until_signalled() -> None:
+async def _until_signalled(*announce: str) -> None:
+    """Print the ``announce`` lines, then wait for SIGINT or SIGTERM. The signals are
+    caught before the lines are printed, so a signal sent on seeing them stops the
+    command gracefully."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        for text in announce:
+            print(text, flush=True)
         async for signum in signals:
             log.info("received %s, shutting down", signal.Signals(signum).name)
             return
@@ -99,10 +104,10 @@ async def serve_main(config: Config) -> None:
         # a hundred, and seldom promotes enough objects to set off a full pass in the
         # middle of the burst. Cyclic garbage waits a few thousand allocations longer.
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        announce = [f"trio-sync listening on {', '.join(service.addresses)}"]
         if service.metrics_addresses:
-            print(f"trio-sync metrics on {', '.join(service.metrics_addresses)}", flush=True)
-        print(f"trio-sync listening on {', '.join(service.addresses)}", flush=True)
-        await _until_signalled()
+            announce.insert(0, f"trio-sync metrics on {', '.join(service.metrics_addresses)}")
+        await _until_signalled(*announce)
 
 
 async def token_add(
@@ -232,8 +237,7 @@ async def demo_main(config: Config) -> None:
                 f"  curl -s -H 'Authorization: Bearer {tokens[alice]}' "
                 f"'{base}/_matrix/client/v3/sync'"
             )
-            print("\nCtrl-C to stop (the demo database is then deleted).", flush=True)
-            await _until_signalled()
+            await _until_signalled("\nCtrl-C to stop (the demo database is then deleted).")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

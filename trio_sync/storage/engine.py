@@ -35,6 +35,14 @@ class Row(Protocol):
     def __getitem__(self, key: int | str | slice, /) -> Any: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One query: SQL in PostgreSQL's dialect with ``$n`` placeholders, and their values."""
+
+    sql: str
+    args: tuple[object, ...]
+
+
 class Conn(Protocol):
     """A connection inside a transaction, as a storage operation sees it."""
 
@@ -51,6 +59,12 @@ class Conn(Protocol):
 
     async def fetchval(self, sql: str, *args: object) -> Any:
         """The first column of the first row, or None."""
+        ...
+
+    async def fetch_many(self, queries: Sequence[Query]) -> list[Sequence[Row]]:
+        """The rows of each of ``queries``, as ``fetch`` gives them but read by position
+        only (see :mod:`.rounds`): on PostgreSQL in one statement, so one round trip; on
+        SQLite one after the other."""
         ...
 
     async def execute(self, sql: str, *args: object) -> None:

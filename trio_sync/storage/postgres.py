@@ -16,6 +16,7 @@ batches, which are idempotent).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -28,7 +29,7 @@ import trio
 from ..bridge import open_bridge, run_asyncio
 from ..errors import StorageError
 from ..observability.metrics import DB_OPERATION
-from .engine import Array, Conn, Op, P, Row, T
+from .engine import Array, Conn, Op, P, Query, Row, T
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,30 @@ def _params(args: Sequence[object]) -> tuple[object, ...]:
     return tuple(list(a.items) if isinstance(a, Array) else a for a in args)
 
 
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def combined(queries: Sequence[Query]) -> Query:
+    """One statement returning one row whose column ``i`` is the array of the rows of
+    ``queries[i]``, in that query's order, each row a record (read by position).
+
+    The placeholders of each query are renumbered after those of the queries before it,
+    so the SQL of a query must not contain ``$`` outside its placeholders.
+    """
+    parts: list[str] = []
+    args: list[object] = []
+    for query in queries:
+        parts.append(f"ARRAY(SELECT q FROM ({_shifted(query.sql, len(args))}) AS q)")
+        args.extend(query.args)
+    return Query("SELECT " + ", ".join(parts), tuple(args))
+
+
+def _shifted(sql: str, offset: int) -> str:
+    if not offset:
+        return sql
+    return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + offset}", sql)
+
+
 class _PgConn:
     __slots__ = ("_c", "_engine")
     dialect = "postgres"
@@ -76,6 +101,16 @@ class _PgConn:
     async def fetchval(self, sql: str, *args: object) -> Any:
         self._engine.statements += 1
         return await self._c.fetchval(sql, *_params(args))
+
+    async def fetch_many(self, queries: Sequence[Query]) -> list[Sequence[Row]]:
+        if len(queries) == 1:
+            return [await self.fetch(queries[0].sql, *queries[0].args)]
+        if not queries:
+            return []
+        together = combined(queries)
+        self._engine.statements += 1
+        row = await self._c.fetchrow(together.sql, *_params(together.args))
+        return list(row)
 
     async def execute(self, sql: str, *args: object) -> None:
         self._engine.statements += 1

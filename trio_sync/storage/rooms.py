@@ -428,6 +428,8 @@ async def room_summaries(
     """The summary of each of ``room_ids`` as of ``at``, in one query: member counts, and
     as heroes the first five other joined or invited members by the position of their
     membership (or, when there are none, the first five other users who left)."""
+    if not room_ids:
+        return {}
     rows = await conn.fetch(
         "SELECT room_id, 0, membership, membership, COUNT(*) FROM room_state "
         "WHERE room_id = ANY($1) AND type = $2 AND added_at <= $3 AND removed_at > $3 "

@@ -19,7 +19,7 @@ import trio
 
 from ..errors import StorageError
 from ..observability.metrics import DB_OPERATION
-from .engine import Array, Op, P, Row, T
+from .engine import Array, Op, P, Query, Row, T
 
 _READ_TIME = DB_OPERATION.labels("sqlite", "read")
 _WRITE_TIME = DB_OPERATION.labels("sqlite", "write")
@@ -60,6 +60,9 @@ class _SqliteConn:
         self.statements += 1
         row = self._db.execute(_translate(sql), _params(args)).fetchone()
         return None if row is None else row[0]
+
+    async def fetch_many(self, queries: Sequence[Query]) -> list[Sequence[Row]]:
+        return [await self.fetch(q.sql, *q.args) for q in queries]
 
     async def execute(self, sql: str, *args: object) -> None:
         self.statements += 1

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 
 import trio
 
@@ -31,6 +32,7 @@ from ..observability.metrics import SYNC_COMPLETE, SYNC_EMPTY, SYNC_INCREMENTAL
 from ..storage import Conn, Engine
 from ..storage.account_data import ignored_users
 from ..storage.accounts import Device, load_filter
+from ..storage.rounds import together
 from ..tokens import StreamToken
 from .batch import SharedReads
 from .memory_only import NO_STORAGE, KeyCountCache, StorageNeeded, only_typing_moved
@@ -67,11 +69,15 @@ async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
         if ctx.ignored_users is None:
             ctx.ignored_users = await ignored_users(conn, ctx.user_id)
         ctx.viewer = replace(ctx.viewer, ignored=ctx.ignored_users)
-    for provider in PROVIDERS:
-        if ctx.since is None:
-            await provider.complete(conn, ctx, resp)
-        else:
-            await provider.incremental(conn, ctx, resp)
+    # Room events first: the other streams look at the rooms it put in the response.
+    # Their queries are independent of one another, so they go to the server together.
+    first, *others = PROVIDERS
+    if ctx.since is None:
+        await first.complete(conn, ctx, resp)
+        await together(conn, [partial(p.complete, ctx=ctx, resp=resp) for p in others])
+    else:
+        await first.incremental(conn, ctx, resp)
+        await together(conn, [partial(p.incremental, ctx=ctx, resp=resp) for p in others])
     return resp
 
 

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from ..storage import Row
 from ..storage.accounts import Device
+from ..storage.engine import Query
 from ..tokens import StreamToken
 from .response import KeyCounts, SyncResponse
 
@@ -37,6 +38,9 @@ class _NoStorage:
         self._refuse()
 
     async def fetchval(self, sql: str, *args: object) -> Any:
+        self._refuse()
+
+    async def fetch_many(self, queries: Sequence[Query]) -> list[Sequence[Row]]:
         self._refuse()
 
     async def execute(self, sql: str, *args: object) -> None:

@@ -1,9 +1,12 @@
 """One provider per stream. Each fills its part of a response inside one read snapshot.
 
 A provider is an object with ``complete(conn, ctx, resp)`` (no ``since``) and
-``incremental(conn, ctx, resp)`` (``ctx.since < p <= ctx.now``). Providers run in order;
-a later one may look at what an earlier one put in the response (a room is in at most
-one of join/invite/leave). Adding a stream is adding a module here.
+``incremental(conn, ctx, resp)`` (``ctx.since < p <= ctx.now``). The room events
+(:class:`PduStream`) come first, and the others may look at the rooms it put in the
+response (a room is in at most one of join/invite/leave). The others then run together
+(:func:`trio_sync.storage.rounds.together`): round by round, in this order, their queries
+sharing round trips; so none of them may depend on what another of them adds, and each
+may only await its connection's queries. Adding a stream is adding a module here.
 """
 
 from __future__ import annotations

@@ -19,12 +19,14 @@ joins and profile changes are changes, not new joins.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import orjson
 
 from ...aggregations import bundles
 from ...storage import Conn
 from ...storage import rooms as q
+from ...storage.rounds import together
 from ...storage.visibility import RoomAccess, load_access
 from ...tokens import TopologyToken
 from ..response import JoinedRoom, RoomTimeline, SyncContext, SyncResponse
@@ -180,17 +182,24 @@ async def joined_sections(
             preread=preread.get(room_id),
             first_page=pages.get(room_id),
         )
-    states: dict[str, list[q.StateEvent]] = {}
+    points: dict[str, int] = {}
     if full_state and not ctx.filter.room.state.lazy_load_members:
-        points = {}
         for room_id, c in chosen.items():
             start = (c.events[0].pos if c.events else upto + 1) - 1
             points[room_id] = upto if ctx.state_after else start
-        states = await q.states_at(conn, points, viewer.fmt)
-    # Which timeline events have relations to bundle, for all rooms at once (a room whose
-    # events have none then costs no aggregation query).
-    with_children = await ctx.shared.parents_with_children(
-        conn, rooms, [e.event_id for c in chosen.values() for e in c.events], ctx.now.pdu
+    # The state at those points and which timeline events have relations to bundle, for
+    # all rooms at once (a room whose events have none then costs no aggregation query).
+    states, with_children = await together(
+        conn,
+        [
+            partial(q.states_at, points=points, fmt=viewer.fmt),
+            partial(
+                ctx.shared.parents_with_children,
+                rooms=rooms,
+                parent_ids=[e.event_id for c in chosen.values() for e in c.events],
+                upto=ctx.now.pdu,
+            ),
+        ],
     )
     out = {}
     for room_id in rooms:
@@ -347,9 +356,14 @@ class PduStream:
         }
         if not ctx.filter.room.include_leave:
             mine = {r: m for r, m in mine.items() if m.membership not in ("leave", "ban")}
-        access = await load_access(conn, ctx.user_id, mine, now)
         joined = [r for r, m in mine.items() if m.membership == "join"]
-        summaries = await q.room_summaries(conn, joined, now, ctx.user_id) if joined else {}
+        access, summaries = await together(
+            conn,
+            [
+                partial(load_access, user_id=ctx.user_id, room_ids=mine, upto=now),
+                partial(q.room_summaries, room_ids=joined, at=now, user_id=ctx.user_id),
+            ],
+        )
         sections = await joined_sections(
             conn, ctx, joined, access, after=0, upto=now, full_state=True, summaries=summaries
         )
