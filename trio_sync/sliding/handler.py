@@ -18,7 +18,8 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import orjson
 import trio
@@ -27,6 +28,7 @@ from ..notifier import Notifier
 from ..storage import Conn, Engine
 from ..storage.account_data import ignored_users
 from ..storage.accounts import Device
+from ..storage.rounds import Read, together
 from ..sync.handler import SyncHandler
 from ..sync.memory_only import NO_STORAGE, StorageNeeded
 from ..sync.timeline import Viewer
@@ -64,6 +66,9 @@ from .store import (
 MEMBERSHIP_CACHE_USERS = 10_000
 
 
+T = TypeVar("T")
+
+
 @dataclass(slots=True)
 class _Found:
     """What the first read of a build found."""
@@ -89,8 +94,15 @@ async def _find_rooms(
 ) -> _Found:
     """The candidate rooms, recency, filter facts and ignored users; what is passed in
     known (memberships, ``(ignored users, m.direct rooms)``) is not read again."""
-    ignored = await ignored_users(conn, user_id) if account is None else account[0]
-    every = known if known is not None else await memberships(conn, user_id, now.pdu, now.invite)
+    ignored, every = await together(
+        conn,
+        [
+            partial(ignored_users, user_id=user_id) if account is None else _given(account[0]),
+            partial(memberships, user_id=user_id, upto=now.pdu, invites_upto=now.invite)
+            if known is None
+            else _given(known),
+        ],
+    )
     found = candidates(every, left_after)
     if ignored:
         found = {
@@ -98,12 +110,34 @@ async def _find_rooms(
             for r, c in found.items()
             if c.invite_json is None or orjson.loads(c.invite_json).get("sender") not in ignored
         }
-    update = await read_recency(conn, recency, as_of, list(found), now.pdu)
     spaces = sorted({s for lst in lists for s in lst.filters.spaces or ()})
     need = facts_needed(lists) | {"direct"}
     direct = None if account is None else account[1]
-    facts = await read_facts(conn, user_id, found, spaces, now.pdu, need, direct)
+    update, facts = await together(
+        conn,
+        [
+            partial(read_recency, known=recency, as_of=as_of, room_ids=list(found), upto=now.pdu),
+            partial(
+                read_facts,
+                user_id=user_id,
+                rooms=found,
+                spaces=spaces,
+                upto=now.pdu,
+                need=need,
+                direct_data=direct,
+            ),
+        ],
+    )
     return _Found(every, found, update, facts, ignored)
+
+
+def _given(value: T) -> Read:
+    """A read that reads nothing and returns ``value``."""
+
+    async def read(conn: Conn) -> T:
+        return value
+
+    return read
 
 
 @dataclass(slots=True)
@@ -126,9 +160,11 @@ async def _build_rooms_and_extensions(
     changed since they were sent, and the extensions."""
     if quiet:
         plans = plans + await counts_changed(conn, scope.user_id, quiet, scope.now.notification)
-    rooms, sent = await build_rooms(conn, scope, plans)
-    extensions = await build_extensions(conn, ext_scope, req) if req.extensions else {}
-    return rooms, sent, extensions
+    reads: list[Read] = [partial(build_rooms, scope=scope, plans=plans)]
+    if req.extensions:
+        reads.append(partial(build_extensions, scope=ext_scope, req=req))
+    (rooms, sent), *extensions = await together(conn, reads)
+    return rooms, sent, extensions[0] if extensions else {}
 
 
 def _wants_sending(

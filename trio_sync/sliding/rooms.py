@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from ..filters import RoomEventFilter
 from ..storage import Array, Conn
 from ..storage import relations as rel
 from ..storage import rooms as q
+from ..storage.rounds import together
 from ..storage.visibility import RoomAccess, load_access
 from ..sync.streams.invites import invite_state
 from ..sync.streams.pdu import knock_state
@@ -133,6 +135,8 @@ async def _required_state(
 
 
 async def _unread(conn: Conn, user_id: str, room_ids: list[str]) -> dict[str, tuple[int, int]]:
+    if not room_ids:
+        return {}
     rows = await conn.fetch(
         "SELECT room_id, notification_count, highlight_count FROM unread_counts "
         "WHERE user_id = $1 AND thread_id = '' AND room_id = ANY($2)",
@@ -189,12 +193,22 @@ def _meta(state: list[q.StateEvent], heroes: list[str]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What every room of one :func:`build_rooms` reads from: read for all at once."""
+
+    access: Mapping[str, RoomAccess]
+    summaries: Mapping[str, q.Summary]
+    unread: Mapping[str, tuple[int, int]]
+
+
 async def build_rooms(
     conn: Conn, scope: BuildScope, plans: Sequence[RoomPlan]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, SentRoom]]:
-    """The ``rooms`` entries for ``plans`` and what the connection has of each afterwards."""
-    out: dict[str, dict[str, Any]] = {}
-    sent_now: dict[str, SentRoom] = {}
+    """The ``rooms`` entries for ``plans`` and what the connection has of each afterwards.
+
+    The rooms are built together (:func:`~trio_sync.storage.rounds.together`): on
+    PostgreSQL the n-th query of every room shares one round trip."""
     now = scope.now.pdu
     inside = [p for p in plans if p.candidate.membership in ("join", "leave", "ban")]
     # A room the user was joined to all through what the timeline may show (it was sent
@@ -207,98 +221,119 @@ async def build_rooms(
         and p.sent.sent_upto >= p.candidate.since
         and p.config.timeline_limit <= p.sent.timeline_limit
     }
-    access = await load_access(
-        conn,
-        scope.user_id,
-        [p.candidate.room_id for p in inside if p.candidate.room_id not in steady],
-        now,
-    )
-    access.update(steady)
     joined = [p.candidate.room_id for p in inside if p.candidate.membership == "join"]
-    # Rooms sent for the first time need their summary: read those in one query.
+    # Rooms sent for the first time need their summary.
     fresh = [
         p.candidate.room_id for p in inside if p.sent is None and p.candidate.membership == "join"
     ]
-    summaries = await q.room_summaries(conn, fresh, now, scope.user_id) if fresh else {}
-    unread = await _unread(conn, scope.user_id, joined) if joined else {}
+    access, summaries, unread = await together(
+        conn,
+        [
+            partial(
+                load_access,
+                user_id=scope.user_id,
+                room_ids=[r.candidate.room_id for r in inside if r.candidate.room_id not in steady],
+                upto=now,
+            ),
+            partial(q.room_summaries, room_ids=fresh, at=now, user_id=scope.user_id),
+            partial(_unread, user_id=scope.user_id, room_ids=joined),
+        ],
+    )
+    access.update(steady)
+    shared = _Shared(access, summaries, unread)
+    built = await together(
+        conn, [partial(_room, scope=scope, plan=p, shared=shared) for p in plans]
+    )
+    out: dict[str, dict[str, Any]] = {}
+    sent_now: dict[str, SentRoom] = {}
     timelines: list[tuple[str, Sequence[q.TimelineEvent], int]] = []
-    counts_at = scope.now.notification
-    for plan in plans:
-        c = plan.candidate
-        room: dict[str, Any] = {"membership": c.membership, "bump_stamp": plan.bump}
-        if plan.sent is None:
-            room["initial"] = True
-        if c.room_id in scope.direct:
-            room["is_dm"] = True
-        if c.membership in ("invite", "knock"):
-            if c.membership == "invite":
-                stripped = invite_state(orjson.loads(c.invite_json)) if c.invite_json else []
-                room["invite_state"] = _fragments(stripped)
-            else:
-                member = q.Membership(c.room_id, c.membership, c.event_id, c.since)
-                stripped = await knock_state(conn, member)
-                room["knock_state"] = _fragments(stripped)
-            room["stripped_state"] = _fragments(stripped)
-            name = _stripped_name(stripped)
-            if name is not None:
-                room["name"] = name
-            out[c.room_id] = room
-            sent_now[c.room_id] = SentRoom(
-                c.since, plan.config.timeline_limit, RequiredState(), counts_at=counts_at
-            )
-            continue
-        upto = now if c.membership == "join" else c.since
-        sent, config = plan.sent, plan.config
-        expanded = sent is not None and config.timeline_limit > sent.timeline_limit
-        after = 0 if sent is None or expanded else sent.sent_upto
-        chosen = await select_recent(
-            conn,
-            c.room_id,
-            access[c.room_id],
-            scope.viewer,
-            _PLAIN,
-            after=after,
-            upto=upto,
-            limit=config.timeline_limit,
-        )
-        events = chosen.events
-        rs = config.required_state.resolve(scope.user_id)
-        lazy_users = (
-            list(dict.fromkeys([*(e.sender for e in events), scope.user_id])) if rs.lazy else []
-        )
-        state, holds, moved = await _required_state(conn, c.room_id, rs, sent, upto, lazy_users)
-        if moved or expanded:
-            # Name, avatar, heroes and member counts: sent the first time and whenever
-            # they may have changed.
-            summary = summaries.get(c.room_id) or await q.room_summary(
-                conn, c.room_id, upto, scope.user_id
-            )
-            meta_state = await q.state_at(
-                conn, c.room_id, upto, types=_META_TYPES, members=summary.heroes
-            )
-            room.update(_meta(meta_state, summary.heroes))
-            room["joined_count"] = summary.joined
-            room["invited_count"] = summary.invited
-        since_pdu = scope.since.pdu if scope.since is not None else None
-        room.update(
-            {
-                "required_state": _fragments([scope.viewer.serve_state(s.json) for s in state]),
-                "prev_batch": prev_batch(events, upto, scope.now),
-                "limited": chosen.limited,
-                "num_live": 0 if since_pdu is None else sum(1 for e in events if e.pos > since_pdu),
-            }
-        )
-        if expanded:
-            room["expanded_timeline"] = True
-        counts = unread.get(c.room_id, (0, 0))
-        room["notification_count"], room["highlight_count"] = counts
-        out[c.room_id] = room
-        sent_now[c.room_id] = SentRoom(
-            upto, config.timeline_limit, holds.required_state, holds.lazy_members, counts_at
-        )
-        timelines.append((c.room_id, events, upto))
+    for plan, (room, sent, timeline) in zip(plans, built, strict=True):
+        out[plan.candidate.room_id] = room
+        sent_now[plan.candidate.room_id] = sent
+        if timeline is not None:
+            timelines.append(timeline)
     await _serve_timelines(conn, scope, access, timelines, out)
     return out, sent_now
+
+
+async def _room(
+    conn: Conn, scope: BuildScope, plan: RoomPlan, shared: _Shared
+) -> tuple[dict[str, Any], SentRoom, tuple[str, Sequence[q.TimelineEvent], int] | None]:
+    """One room's entry (its timeline not yet served), what the connection has of it
+    afterwards, and the timeline to serve (none for an invite or a knock)."""
+    c = plan.candidate
+    counts_at = scope.now.notification
+    room: dict[str, Any] = {"membership": c.membership, "bump_stamp": plan.bump}
+    if plan.sent is None:
+        room["initial"] = True
+    if c.room_id in scope.direct:
+        room["is_dm"] = True
+    if c.membership in ("invite", "knock"):
+        if c.membership == "invite":
+            stripped = invite_state(orjson.loads(c.invite_json)) if c.invite_json else []
+            room["invite_state"] = _fragments(stripped)
+        else:
+            member = q.Membership(c.room_id, c.membership, c.event_id, c.since)
+            stripped = await knock_state(conn, member)
+            room["knock_state"] = _fragments(stripped)
+        room["stripped_state"] = _fragments(stripped)
+        name = _stripped_name(stripped)
+        if name is not None:
+            room["name"] = name
+        return (
+            room,
+            SentRoom(c.since, plan.config.timeline_limit, RequiredState(), counts_at=counts_at),
+            None,
+        )
+    upto = scope.now.pdu if c.membership == "join" else c.since
+    sent, config = plan.sent, plan.config
+    expanded = sent is not None and config.timeline_limit > sent.timeline_limit
+    after = 0 if sent is None or expanded else sent.sent_upto
+    access = shared.access[c.room_id]
+    chosen = await select_recent(
+        conn,
+        c.room_id,
+        access,
+        scope.viewer,
+        _PLAIN,
+        after=after,
+        upto=upto,
+        limit=config.timeline_limit,
+    )
+    events = chosen.events
+    rs = config.required_state.resolve(scope.user_id)
+    lazy_users = (
+        list(dict.fromkeys([*(e.sender for e in events), scope.user_id])) if rs.lazy else []
+    )
+    state, holds, moved = await _required_state(conn, c.room_id, rs, sent, upto, lazy_users)
+    if moved or expanded:
+        # Name, avatar, heroes and member counts: sent the first time and whenever
+        # they may have changed.
+        summary = shared.summaries.get(c.room_id) or await q.room_summary(
+            conn, c.room_id, upto, scope.user_id
+        )
+        meta_state = await q.state_at(
+            conn, c.room_id, upto, types=_META_TYPES, members=summary.heroes
+        )
+        room.update(_meta(meta_state, summary.heroes))
+        room["joined_count"] = summary.joined
+        room["invited_count"] = summary.invited
+    since_pdu = scope.since.pdu if scope.since is not None else None
+    room.update(
+        {
+            "required_state": _fragments([scope.viewer.serve_state(s.json) for s in state]),
+            "prev_batch": prev_batch(events, upto, scope.now),
+            "limited": chosen.limited,
+            "num_live": 0 if since_pdu is None else sum(1 for e in events if e.pos > since_pdu),
+        }
+    )
+    if expanded:
+        room["expanded_timeline"] = True
+    room["notification_count"], room["highlight_count"] = shared.unread.get(c.room_id, (0, 0))
+    held = SentRoom(
+        upto, config.timeline_limit, holds.required_state, holds.lazy_members, counts_at
+    )
+    return room, held, (c.room_id, events, upto)
 
 
 async def _serve_timelines(

@@ -1,0 +1,60 @@
+"""The SQL statements a sliding sync request costs on PostgreSQL do not grow with the
+number of rooms in its window: the rooms are built together, their queries sharing
+statements (on SQLite, where a query is no round trip, they run one by one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from trio_sync import Service
+
+from .conftest import ALICE, BOB
+from .sliding_support import room_id, room_list, rooms_in_order, sliding, texts, window
+
+ROOMS = 30
+EXTENSIONS = {
+    name: {"enabled": True} for name in ("to_device", "e2ee", "account_data", "receipts", "typing")
+}
+
+
+def _request(end: int) -> dict[str, Any]:
+    return {
+        "lists": {"all": room_list(0, end, timeline_limit=5, required_state=[["m.room.name", ""]])},
+        "extensions": EXTENSIONS,
+    }
+
+
+async def _counted(
+    service: Service, http: httpx.AsyncClient, token: str, body: dict[str, Any], **params: Any
+) -> tuple[int, dict[str, Any]]:
+    before = service.engine.statements
+    answer = await sliding(http, token, body, **params)
+    return service.engine.statements - before, answer
+
+
+async def test_a_window_of_twenty_rooms_costs_what_a_window_of_two_does(
+    service: Service, http: httpx.AsyncClient
+) -> None:
+    log = await rooms_in_order(service, ROOMS, BOB)
+    alice = await service.add_device(ALICE, "A")
+    bob = await service.add_device(BOB, "B")
+    counts: dict[str, tuple[int, int]] = {}
+    for token in (alice, bob):  # first requests of the service and of each user
+        await sliding(http, token, _request(0) | {"conn_id": "warm-up"})
+    for user, token, end in (("small", alice, 1), ("large", bob, 19)):
+        first, body = await _counted(service, http, token, _request(end))
+        assert window(body) == [room_id(ROOMS - 1 - n) for n in range(end + 1)]
+        assert all(texts(body["rooms"][r]) for r in window(body))
+        # One new message in the room at the top of the window.
+        await service.ingest([log.message(room_id(ROOMS - 1), ALICE, f"for {user}")])
+        again, body = await _counted(service, http, token, _request(end), pos=body["pos"])
+        assert list(body["rooms"]) == [room_id(ROOMS - 1)]
+        counts[user] = (first, again)
+    (small_first, small_again), (large_first, large_again) = counts["small"], counts["large"]
+    if service.engine.name == "postgres":
+        # Ten times the rooms, no more statements (new connection, then incremental).
+        assert large_first <= small_first and large_again <= small_again
+    else:
+        assert large_first > small_first
