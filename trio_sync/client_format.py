@@ -9,8 +9,10 @@ The room server's PDUs carry federation fields in ``unsigned`` (``age_ts``,
 ``invite_room_state``, ``knock_room_state``, ``prev_sender`` ...). None of them is part of
 a client event: ingest keeps only :data:`STORED_UNSIGNED` in the stored client-format
 bytes, and serving adds the per-request keys (``age``, ``membership``,
-``transaction_id``, ``m.relations``). Stripped state lives apart (the ``invites`` table;
-the knock event's PDU) and is served only in ``invite_state`` / ``knock_state``.
+``transaction_id``, ``m.relations``): to an event stored without ``unsigned`` (most
+events) by :func:`with_unsigned`, a splice of the text, not a parse. Stripped state lives
+apart (the ``invites`` table; the knock event's PDU) and is served only in
+``invite_state`` / ``knock_state``.
 """
 
 from __future__ import annotations
@@ -58,3 +60,26 @@ def without_room_id(event_json: str, prefix: str) -> str:
     if isinstance(event, dict):
         event.pop("room_id", None)
     return orjson.dumps(event).decode()
+
+
+#: How a key named ``unsigned`` is written in stored JSON text: orjson (ingest) and the JSON
+#: functions of SQLite and PostgreSQL (migration 21) never escape a letter.
+_UNSIGNED_KEY = '"unsigned"'
+
+
+def with_unsigned(event_json: str, unsigned_json: str) -> str | None:
+    """``event_json`` (a stored event: a JSON object) with ``unsigned_json`` (a JSON
+    object's text) appended as its last key, ``unsigned``; or None when that cannot be
+    decided without parsing, for the caller to parse and dump instead.
+
+    The text is spliced when ``"unsigned"`` occurs nowhere in it (so the event certainly
+    has no ``unsigned`` key; when it occurs, in a stored ``unsigned`` or inside
+    ``content``, the answer is None), it starts with ``{"`` (the object has a key for the
+    new one to follow) and ends with ``}`` (no trailing whitespace). Events stored by
+    ingest (orjson) and by migration 21 (``jsonb`` text on PostgreSQL, with spaces) are
+    laid out so. The result is the same JSON object the parse would give; for orjson's
+    layout, the same text.
+    """
+    if event_json.startswith('{"') and event_json.endswith("}") and _UNSIGNED_KEY not in event_json:
+        return f'{event_json[:-1]},"unsigned":{unsigned_json}}}'
+    return None

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from ..client_format import with_unsigned
 from ..filters import RoomEventFilter, apply_event_fields
 from ..storage import Conn
 from ..storage import rooms as q
@@ -47,27 +48,50 @@ class Viewer:
         relations: dict[str, Any] | None = None,
     ) -> str:
         """``ev`` as this viewer gets it (JSON text), with ``relations`` (its bundled
-        aggregations, see :mod:`trio_sync.aggregations`) as ``unsigned.m.relations``."""
+        aggregations, see :mod:`trio_sync.aggregations`) as ``unsigned.m.relations``.
+
+        The client format always has an ``unsigned`` object (empty when there is nothing
+        to put in it). Without ``event_fields``, an event stored without ``unsigned`` gets
+        it spliced onto its stored text (:func:`~trio_sync.client_format.with_unsigned`);
+        any other is parsed, completed and dumped."""
         if self.fmt == "federation":
             if self.fields is None:
                 return ev.json
             return orjson.dumps(apply_event_fields(orjson.loads(ev.json), self.fields)).decode()
+        extra = self.request_unsigned(ev, access, relations)
+        if self.fields is None:
+            spliced = with_unsigned(ev.json, orjson.dumps(extra).decode())
+            if spliced is not None:
+                return spliced
         event: dict[str, Any] = orjson.loads(ev.json)
         unsigned = event.get("unsigned")
         if not isinstance(unsigned, dict):
             unsigned = event["unsigned"] = {}
-        if self.now_ms:
-            unsigned["age"] = max(0, self.now_ms - ev.origin_server_ts)
-        membership, own = self.unsigned_parts(ev, access)
-        if membership is not None:
-            unsigned["membership"] = membership
-        if own:
-            unsigned["transaction_id"] = ev.txn_id
-        if relations:
-            unsigned["m.relations"] = relations
+        unsigned.update(extra)
         if self.fields is not None:
             event = apply_event_fields(event, self.fields)
         return orjson.dumps(event).decode()
+
+    def request_unsigned(
+        self,
+        ev: q.TimelineEvent,
+        access: RoomAccess | None,
+        relations: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The ``unsigned`` keys ``ev`` gets for this viewer on top of the stored ones, in
+        this order: ``age`` (when ``now_ms`` is set), ``membership``, ``transaction_id``,
+        ``m.relations`` (when ``relations`` is not empty)."""
+        extra: dict[str, Any] = {}
+        if self.now_ms:
+            extra["age"] = max(0, self.now_ms - ev.origin_server_ts)
+        membership, own = self.unsigned_parts(ev, access)
+        if membership is not None:
+            extra["membership"] = membership
+        if own:
+            extra["transaction_id"] = ev.txn_id
+        if relations:
+            extra["m.relations"] = relations
+        return extra
 
     def unsigned_parts(
         self, ev: q.TimelineEvent, access: RoomAccess | None
