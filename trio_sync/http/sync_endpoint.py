@@ -89,17 +89,21 @@ async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Sen
         device = await service.auth.authenticate(token)
         del token
         scope[USER_KEY] = device.user_id
-        with handler.syncing(device):
+        handler.begin(device)
+        try:
             answer = await handler.start(device, request)
             while isinstance(answer, Waiting):
-                with (
-                    trio.CancelScope(deadline=answer.deadline) as wait,
-                    handler.parked(answer, wait),
-                ):
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
-                    return 499
+                with trio.CancelScope(deadline=answer.deadline) as wait:
+                    handler.park(answer, wait)
+                    try:
+                        while (await receive())["type"] != "http.disconnect":
+                            pass
+                        return 499
+                    finally:
+                        handler.unpark(answer, wait)
                 answer = await handler.resume(answer)
+        finally:
+            handler.end(device)
         status, body = 200, answer.dumps()
     except MatrixError as exc:
         status, body = exc.status, orjson.dumps(exc.body())

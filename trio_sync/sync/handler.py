@@ -1,7 +1,7 @@
 """``/sync`` by stage: parse → wait → gather → shape.
 
 The wait is the only place a request parks: one cancel scope, registered with
-:meth:`Notifier.parked` (which cancels it when something arrives) and whose deadline is
+:meth:`Notifier.park` (which cancels it when something arrives) and whose deadline is
 ``timeout``. A request whose answer is ready (no ``since``, ``full_state``, ``timeout=0``,
 or something already after ``since``) never enters that scope: it runs straight through.
 The stages before and after the wait are two calls, :meth:`SyncHandler.start` and
@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
 import trio
 
 from ..errors import MatrixError
 from ..filters import Filter, parse_filter_json
-from ..notifier import Notifier, Parked
+from ..notifier import Notifier
 from ..observability.metrics import SYNC_COMPLETE, SYNC_EMPTY, SYNC_INCREMENTAL
 from ..storage import Conn, Engine
 from ..storage.account_data import ignored_users
@@ -55,8 +54,6 @@ Park = Callable[[], Awaitable[object]]
 
 #: The filter of a request that names none (filters are frozen: one serves them all).
 NO_FILTER = Filter()
-#: :meth:`SyncHandler.syncing` when presence is not tracked.
-NOT_TRACKED: AbstractContextManager[None] = nullcontext()
 
 
 class Waiting:
@@ -143,18 +140,27 @@ class SyncHandler:
             raise MatrixError(404, "M_NOT_FOUND", f"No filter {filter_id} for {user_id}")
         return parse_filter_json(stored)
 
-    def syncing(self, device: Device) -> AbstractContextManager[None]:
-        """A context manager marking ``device`` as syncing for the duration of its block
-        (presence: it cannot time out while a poll of it is parked). Never a checkpoint."""
-        if self.presence is None:
-            return NOT_TRACKED
-        return self.presence.syncing(device)
+    def begin(self, device: Device) -> None:
+        """Mark ``device`` as syncing (presence: it cannot time out while a poll of it is
+        parked) until the matching :meth:`end`, called in a ``finally``. Never a
+        checkpoint."""
+        if self.presence is not None:
+            self.presence.start_syncing(device)
 
-    def parked(self, waiting: Waiting, scope: trio.CancelScope) -> Parked:
-        """A context manager: within its block, ``scope`` is cancelled as soon as there is
-        something new for ``waiting`` (see :meth:`Notifier.parked`). Never a checkpoint."""
+    def end(self, device: Device) -> None:
+        """End one :meth:`begin` of ``device``. Never a checkpoint."""
+        if self.presence is not None:
+            self.presence.stop_syncing(device)
+
+    def park(self, waiting: Waiting, scope: trio.CancelScope) -> None:
+        """Until :meth:`unpark` (called in a ``finally``), cancel ``scope`` as soon as there
+        is something new for ``waiting`` (see :meth:`Notifier.park`). Never a checkpoint."""
         device = waiting.device
-        return self._notifier.parked(device.user_id, waiting.wait_from, device.device_id, scope)
+        self._notifier.park(device.user_id, waiting.wait_from, device.device_id, scope)
+
+    def unpark(self, waiting: Waiting, scope: trio.CancelScope) -> None:
+        """Forget ``scope``, parked by :meth:`park`. Never a checkpoint."""
+        self._notifier.unpark(waiting.device.user_id, scope)
 
     async def sync(
         self, device: Device, req: SyncRequest, park: Park = trio.sleep_forever
@@ -171,23 +177,28 @@ class SyncHandler:
         This is :meth:`start`, the wait and :meth:`resume` in one call; the HTTP endpoint
         runs the same steps itself, so that its parked stack is one frame deep.
         """
-        with self.syncing(device):
+        self.begin(device)
+        try:
             answer = await self.start(device, req)
             while isinstance(answer, Waiting):
-                with (
-                    trio.CancelScope(deadline=answer.deadline) as scope,
-                    self.parked(answer, scope),
-                ):
-                    await park()
+                with trio.CancelScope(deadline=answer.deadline) as scope:
+                    self.park(answer, scope)
+                    try:
+                        await park()
+                    finally:
+                        self.unpark(answer, scope)
                 answer = await self.resume(answer)
             return answer
+        finally:
+            self.end(device)
 
     async def start(self, device: Device, req: SyncRequest) -> SyncResponse | Waiting:
         """Everything before the wait: the filter, ``set_presence``, to-device acks, then
         the response if it is ready (no ``since``, ``full_state``, news after ``since``,
         or a timeout already over), else a :class:`Waiting` to park on: the caller waits
-        in a cancel scope whose deadline is :attr:`Waiting.deadline`, within
-        :meth:`parked`, then calls :meth:`resume`. Call it inside :meth:`syncing`.
+        in a cancel scope whose deadline is :attr:`Waiting.deadline`, between :meth:`park`
+        and :meth:`unpark`, then calls :meth:`resume`. Call it between :meth:`begin` and
+        :meth:`end`.
         Cancellation leaves nothing behind but the writes already committed."""
         filt = await self.resolve_filter(device.user_id, req.filter)
         if self.presence is not None:
