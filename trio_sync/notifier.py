@@ -7,7 +7,7 @@ membership, invite, account data or unread counts changed; everyone sharing a ro
 user whose presence or device keys changed. To-device messages wake only the target
 device: its stream records the device's to-device position, and the user's other devices
 re-check and stay parked. A request parks by registering a cancel scope (see
-:meth:`Notifier.parked`), which checks its position in the same step (no checkpoint in
+:meth:`Notifier.park`), which checks its position in the same step (no checkpoint in
 between), so a wake-up between "check" and "wait" cannot be lost; waking cancels the
 scopes, so a parked request costs no task, lock or condition of its own.
 
@@ -54,25 +54,6 @@ class UserStream:
         for scope, (since, device_id) in self.parked.items():
             if everyone or self.has_news(since, device_id):
                 scope.cancel()
-
-
-class Parked:
-    """The registration of one parked request (see :meth:`Notifier.parked`); leaving it
-    forgets the request. A slotted object rather than a generator: a thousand parked
-    polls hold a thousand of these."""
-
-    __slots__ = ("scope", "stream")
-
-    def __init__(self, stream: UserStream, scope: trio.CancelScope) -> None:
-        self.stream = stream
-        self.scope = scope
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        del self.stream.parked[self.scope]
-        self.stream.idle_since = trio.current_time()
 
 
 class Notifier:
@@ -174,27 +155,34 @@ class Notifier:
             return True
         return self._stream(user_id).has_news(since, device_id)
 
-    def parked(
+    def park(
         self,
         user_id: str,
         since: StreamToken,
         device_id: str | None,
         scope: trio.CancelScope,
-    ) -> Parked:
-        """A context manager: within its block, ``scope`` is cancelled as soon as
-        something for ``user_id`` (or its device ``device_id``) happens after ``since`` (at
-        once if it already has, if ``since`` holds a typing position of another process,
-        or on shutdown).
+    ) -> None:
+        """Until :meth:`unpark`, cancel ``scope`` as soon as something for ``user_id`` (or
+        its device ``device_id``) happens after ``since`` (at once if it already has, if
+        ``since`` holds a typing position of another process, or on shutdown).
 
         This is how a request parks without a task or lock of its own: it awaits anything
-        (its client's next message, or ``trio.sleep_forever``) inside ``scope``. Leaving
-        the block, however, leaves no state behind. Never a checkpoint.
+        (its client's next message, or ``trio.sleep_forever``) inside ``scope``, and calls
+        :meth:`unpark` in a ``finally`` (a ``try`` costs a parked poll nothing; a context
+        manager's object and bound ``__exit__`` would). Never a checkpoint.
         """
         stream = self._stream(user_id)
         stream.parked[scope] = (since, device_id)
         if self._closing or self.typing.is_stale(since.typing) or stream.has_news(since, device_id):
             scope.cancel()
-        return Parked(stream, scope)
+
+    def unpark(self, user_id: str, scope: trio.CancelScope) -> None:
+        """Forget ``scope``, parked by :meth:`park`: nothing of it is left behind. Never a
+        checkpoint."""
+        # A stream is only dropped once nothing is parked on it (see _sweep).
+        stream = self._streams[user_id]
+        del stream.parked[scope]
+        stream.idle_since = trio.current_time()
 
     async def wait_for_update(
         self, user_id: str, since: StreamToken, device_id: str | None = None
@@ -207,8 +195,12 @@ class Notifier:
         Cancelling it (the ``timeout`` cancel scope, a client disconnect) leaves no state
         behind.
         """
-        with trio.CancelScope() as scope, self.parked(user_id, since, device_id, scope):
-            await trio.sleep_forever()
+        with trio.CancelScope() as scope:
+            self.park(user_id, since, device_id, scope)
+            try:
+                await trio.sleep_forever()
+            finally:
+                self.unpark(user_id, scope)
         return self._current
 
     def streams(self) -> int:

@@ -6,6 +6,8 @@ disconnect watcher); a parked request whose client goes away is cancelled and fo
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 import orjson
 import pytest
@@ -19,6 +21,7 @@ from trio_sync.tokens import StreamToken
 from .conftest import ALICE, BOB, SERVER, SYNC_PATH, event_id, sync, timeline_ids, wait_until
 
 ROOM = f"!park:{SERVER}"
+OTHER_ROOM = f"!other:{SERVER}"
 
 
 @pytest.fixture
@@ -114,3 +117,46 @@ async def test_client_leaving_a_parked_poll_on_a_keep_alive_connection(
     await service.ingest([message])
     body = await sync(http, token, since=since, timeout=10000)
     assert timeline_ids(body, "join", ROOM) == [event_id(message)]
+
+
+async def test_a_poll_woken_for_nothing_waits_on_and_ends_on_disconnect(
+    service: Service, http: httpx.AsyncClient, room: RoomLog
+) -> None:
+    """On one keep-alive connection: a poll whose filter leaves out what woke it parks
+    again, is answered by the next event it shows, and the next poll, parked again the
+    same way, ends when its client goes away."""
+    await service.ingest(
+        [*room.create_room(OTHER_ROOM, ALICE), room.member(OTHER_ROOM, BOB, "join")]
+    )
+    token = await service.add_device(BOB, "B")
+    since = (await sync(http, token))["next_batch"]
+    not_room = quote(orjson.dumps({"room": {"not_rooms": [ROOM]}}).decode())
+    host, port = service.addresses[0].removeprefix("http://").rsplit(":", 1)
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(host, int(port))
+        await _request(stream, f"{SYNC_PATH}?since={since}&timeout=60000&filter={not_room}", token)
+        await wait_until(lambda: service.notifier.waiting() == 1)
+        # Wakes Bob (a member), but the filter leaves it out: parked again.
+        await service.ingest([room.message(ROOM, ALICE, "left out")])
+        await trio.sleep(0.2)
+        await wait_until(lambda: service.notifier.waiting() == 1)
+        shown = room.message(OTHER_ROOM, ALICE, "shown")
+        await service.ingest([shown])
+        status, body = await _response(stream)
+        assert status == 200
+        assert timeline_ids(body, "join", OTHER_ROOM) == [event_id(shown)]
+        assert ROOM not in body.get("rooms", {}).get("join", {})
+        # The next poll on the connection: woken for nothing, then its client leaves.
+        since = body["next_batch"]
+        await _request(stream, f"{SYNC_PATH}?since={since}&timeout=60000&filter={not_room}", token)
+        await wait_until(lambda: service.notifier.waiting() == 1)
+        await service.ingest([room.message(ROOM, ALICE, "left out again")])
+        await trio.sleep(0.2)
+        await wait_until(lambda: service.notifier.waiting() == 1)
+        await stream.aclose()
+        await wait_until(lambda: service.notifier.waiting() == 0)
+    # Later events are served as usual.
+    later = room.message(OTHER_ROOM, ALICE, "later")
+    await service.ingest([later])
+    body = await sync(http, token, since=since, timeout=10000)
+    assert timeline_ids(body, "join", OTHER_ROOM) == [event_id(later)]

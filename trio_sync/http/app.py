@@ -74,6 +74,18 @@ class TrioSyncApp(QuartTrio):
         if scope["type"] != "http":
             await self._quart(scope, receive, send)
             return
+        if not is_sync_request(scope):
+            await self._serve_other(scope, receive, send)
+            return
+        # A parked poll's frame: it holds no wrapped ``send``, serve_sync returns its status.
+        started = time.perf_counter()
+        status = 499  # the client went away before an answer
+        try:
+            status = await serve_sync(self.service, scope, receive, send)
+        finally:
+            self._record(scope, scope["path"], status, started)
+
+    async def _serve_other(self, scope: Scope, receive: Any, send: Any) -> None:
         started = time.perf_counter()
         status = 499  # the client went away before an answer
 
@@ -83,12 +95,9 @@ class TrioSyncApp(QuartTrio):
                 status = message["status"]
             await send(message)
 
-        path = scope["path"]
-        endpoint = path
+        endpoint = path = scope["path"]
         try:
-            if is_sync_request(scope):
-                await serve_sync(self.service, scope, receive, send_noting_status)
-            elif path in ops.PATHS:
+            if path in ops.PATHS:
                 service = self.service
                 registry = None if service.config.metrics_listen else service.registry
                 await ops.serve_ops(scope, send_noting_status, service.readiness, registry)
@@ -96,13 +105,18 @@ class TrioSyncApp(QuartTrio):
                 await self._quart(scope, receive, send_noting_status)
                 endpoint = scope.get(ROUTE_KEY) or "unmatched"
         finally:
-            elapsed = time.perf_counter() - started
-            method = scope["method"]
-            code = str(status)
-            REQUESTS.labels(endpoint, method, code).inc()
-            REQUEST_TIME.labels(endpoint, method, code).observe(elapsed)
-            if self.service.config.access_log:
-                log_access(method, path, status, elapsed, scope.get(USER_KEY))
+            self._record(scope, endpoint, status, started)
+
+    def _record(self, scope: Scope, endpoint: str, status: int, started: float) -> None:
+        """Count and time one request (``started``: its ``time.perf_counter()``), and log
+        it when access logging is on."""
+        elapsed = time.perf_counter() - started
+        method = scope["method"]
+        code = str(status)
+        REQUESTS.labels(endpoint, method, code).inc()
+        REQUEST_TIME.labels(endpoint, method, code).observe(elapsed)
+        if self.service.config.access_log:
+            log_access(method, scope["path"], status, elapsed, scope.get(USER_KEY))
 
 
 def create_app(service: Service) -> TrioSyncApp:

@@ -9,10 +9,11 @@ and cancellation when the client goes away.
 
 A request whose answer is ready (see :mod:`trio_sync.sync.handler`) runs straight through
 in the connection's task: no nursery, no child task, no cancel scope of its own. A request
-that parks reads its client's messages in that same task, inside the cancel scope the
-notifier cancels on news (Quart-Trio's own connection runs a second task per request for
-this): ``http.disconnect`` ends the wait at once, the notifier forgets the waiter, and
-nothing is sent.
+that parks reads its client's messages in that same task and in this module's own frame
+(between the handler's ``start`` and ``resume``), inside the cancel scope the notifier
+cancels on news (Quart-Trio's own connection runs a second task per request for this):
+``http.disconnect`` ends the wait at once, the notifier forgets the waiter, and nothing
+is sent.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 import orjson
+import trio
 
 from ..errors import MatrixError, StorageError
-from ..sync.handler import ClientGone, Park
-from ..sync.request import parse_sync_request
+from ..sync.handler import Waiting
+from ..sync.request import SyncRequest, parse_sync_request
 from .asgi import USER_KEY, Receive, Scope, Send
 from .auth import token_from
 from .params import check_query
@@ -66,30 +68,43 @@ def _headers(scope: Scope, name: bytes) -> list[str]:
     ]
 
 
-def _until_gone(receive: Receive) -> Park:
-    async def until_gone() -> None:
-        """Read the client's messages until it goes away (then: ClientGone)."""
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        raise ClientGone
-
-    return until_gone
+def _parse(scope: Scope) -> tuple[SyncRequest, str]:
+    """The request and its access token; 400 or 401 as a :class:`MatrixError`."""
+    args, tokens = _query(scope)
+    check_query(args.items())
+    token = token_from(_headers(scope, b"authorization"), tokens)
+    return parse_sync_request(args), token
 
 
-async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Send) -> None:
-    """Answer one ``GET /sync``. A parked request whose client leaves is cancelled at once
-    and sends nothing."""
+async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Send) -> int:
+    """Answer one ``GET /sync``; return the status sent, or 499 when the client left
+    while its request was parked (it is cancelled at once and nothing is sent).
+
+    The wait is here rather than in the handler (its :meth:`~SyncHandler.sync` is the
+    same steps with a park hook): a parked poll's stack is this one frame over the
+    channel read, and nothing of its query string or headers stays referenced."""
     try:
-        args, tokens = _query(scope)
-        check_query(args.items())
-        token = token_from(_headers(scope, b"authorization"), tokens)
-        request = parse_sync_request(args)
-        del args
+        handler = service.sync
+        request, token = _parse(scope)
         device = await service.auth.authenticate(token)
+        del token
         scope[USER_KEY] = device.user_id
-        status, body = 200, (await service.sync.sync(device, request, _until_gone(receive))).dumps()
-    except ClientGone:
-        return
+        handler.begin(device)
+        try:
+            answer = await handler.start(device, request)
+            while isinstance(answer, Waiting):
+                with trio.CancelScope(deadline=answer.deadline) as wait:
+                    handler.park(answer, wait)
+                    try:
+                        while (await receive())["type"] != "http.disconnect":
+                            pass
+                        return 499
+                    finally:
+                        handler.unpark(answer, wait)
+                answer = await handler.resume(answer)
+        finally:
+            handler.end(device)
+        status, body = 200, answer.dumps()
     except MatrixError as exc:
         status, body = exc.status, orjson.dumps(exc.body())
     except StorageError as exc:
@@ -108,3 +123,4 @@ async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Sen
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+    return status

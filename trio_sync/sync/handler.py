@@ -1,15 +1,18 @@
 """``/sync`` by stage: parse → wait → gather → shape.
 
 The wait is the only place a request parks: one cancel scope, registered with
-:meth:`Notifier.parked` (which cancels it when something arrives) and whose deadline is
-``timeout``, around the caller's :data:`Park` hook. A request whose answer is ready (no
-``since``, ``full_state``, ``timeout=0``, or something already after ``since``) never
-enters that scope nor the hook: it runs straight through. The hook is where the HTTP
-layer watches for the client going away, in the request's own task: a parked poll is
-one task, one cancel scope and one registration. Gathering is one storage read
-(one hop off the Trio loop, one snapshot) bounded by the token taken after the wait,
-shared with every request whose read falls due at the same time (see
-:mod:`trio_sync.sync.batch`): the polls one commit woke are answered from one read.
+:meth:`Notifier.park` (which cancels it when something arrives) and whose deadline is
+``timeout``. A request whose answer is ready (no ``since``, ``full_state``, ``timeout=0``,
+or something already after ``since``) never enters that scope: it runs straight through.
+The stages before and after the wait are two calls, :meth:`SyncHandler.start` and
+:meth:`SyncHandler.resume`, with a small :class:`Waiting` between them, so the caller
+parks in its own frame: the HTTP endpoint waits there for its client's messages (a
+disconnect ends the wait), and no handler coroutine is alive while a poll is parked.
+:meth:`SyncHandler.sync` is the three steps in one call, parked on a :data:`Park` hook.
+Gathering is one storage read (one hop off the Trio loop, one snapshot) bounded by the
+token taken after the wait, shared with every request whose read falls due at the same
+time (see :mod:`trio_sync.sync.batch`): the polls one commit woke are answered from one
+read.
 
 Before the wait, the device's ``set_presence`` is recorded (a write only when it changed)
 and to-device messages the ``since`` acknowledges are deleted (a write only when some were
@@ -46,15 +49,35 @@ from .timeline import Viewer
 #: How many devices' lazy-loading memory is kept (least recently syncing dropped first).
 LAZY_CACHE_DEVICES = 10_000
 
-#: What a parked request awaits until the notifier (or the timeout) cancels it. The HTTP
-#: layer passes one that reads its client's messages and raises :class:`ClientGone` when
-#: the client goes away; the default sleeps.
+#: What a parked request awaits in :meth:`SyncHandler.sync` until the notifier (or the
+#: timeout) cancels it; the default sleeps.
 Park = Callable[[], Awaitable[object]]
 
 
-class ClientGone(Exception):
-    """Raised out of a :data:`Park` hook when the client left while its request was
-    parked; nothing is to be sent."""
+#: The filter of a request that names none (filters are frozen: one serves them all).
+NO_FILTER = Filter()
+
+
+class Waiting:
+    """An incremental ``/sync`` with nothing to answer yet: what its wait and the reads
+    after it need (see :meth:`SyncHandler.start`). Slotted: every parked poll holds one,
+    in place of the frames of a handler coroutine."""
+
+    __slots__ = ("deadline", "device", "filt", "req", "since", "wait_from")
+
+    def __init__(
+        self, device: Device, req: SyncRequest, filt: Filter, deadline: float, since: StreamToken
+    ) -> None:
+        self.device = device
+        self.req = req
+        self.filt = filt
+        #: When the wait ends with an empty answer (trio clock).
+        self.deadline = deadline
+        #: ``req.since``.
+        self.since = since
+        #: The position the wait is for news after: ``since``, then the position of each
+        #: empty answer after it.
+        self.wait_from = since
 
 
 async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
@@ -109,7 +132,7 @@ class SyncHandler:
     async def resolve_filter(self, user_id: str, text: str | None) -> Filter:
         """The filter a request names: inline JSON (starts with ``{``) or a stored ID."""
         if text is None:
-            return Filter()
+            return NO_FILTER
         if text.lstrip().startswith("{"):
             return parse_filter_json(text)
         return await self.stored_filter(user_id, text)
@@ -123,6 +146,28 @@ class SyncHandler:
             raise MatrixError(404, "M_NOT_FOUND", f"No filter {filter_id} for {user_id}")
         return parse_filter_json(stored)
 
+    def begin(self, device: Device) -> None:
+        """Mark ``device`` as syncing (presence: it cannot time out while a poll of it is
+        parked) until the matching :meth:`end`, called in a ``finally``. Never a
+        checkpoint."""
+        if self.presence is not None:
+            self.presence.start_syncing(device)
+
+    def end(self, device: Device) -> None:
+        """End one :meth:`begin` of ``device``. Never a checkpoint."""
+        if self.presence is not None:
+            self.presence.stop_syncing(device)
+
+    def park(self, waiting: Waiting, scope: trio.CancelScope) -> None:
+        """Until :meth:`unpark` (called in a ``finally``), cancel ``scope`` as soon as there
+        is something new for ``waiting`` (see :meth:`Notifier.park`). Never a checkpoint."""
+        device = waiting.device
+        self._notifier.park(device.user_id, waiting.wait_from, device.device_id, scope)
+
+    def unpark(self, waiting: Waiting, scope: trio.CancelScope) -> None:
+        """Forget ``scope``, parked by :meth:`park`. Never a checkpoint."""
+        self._notifier.unpark(waiting.device.user_id, scope)
+
     async def sync(
         self, device: Device, req: SyncRequest, park: Park = trio.sleep_forever
     ) -> SyncResponse:
@@ -132,15 +177,35 @@ class SyncHandler:
         sync returns as soon as something for this user is committed; on timeout it
         returns an empty response whose ``next_batch`` is not before ``since``. Only a
         request that has to wait awaits ``park()``, in a cancel scope the notifier cancels
-        when something arrives and whose deadline is the timeout. Cancellation (or
-        :class:`ClientGone` from ``park``) ends the wait at once and leaves nothing behind.
-        """
-        if self.presence is None:
-            return await self._sync(device, req, park)
-        with self.presence.syncing(device):
-            return await self._sync(device, req, park)
+        when something arrives and whose deadline is the timeout. Cancellation (or an
+        exception out of ``park``) ends the wait at once and leaves nothing behind.
 
-    async def _sync(self, device: Device, req: SyncRequest, park: Park) -> SyncResponse:
+        This is :meth:`start`, the wait and :meth:`resume` in one call; the HTTP endpoint
+        runs the same steps itself, so that its parked stack is one frame deep.
+        """
+        self.begin(device)
+        try:
+            answer = await self.start(device, req)
+            while isinstance(answer, Waiting):
+                with trio.CancelScope(deadline=answer.deadline) as scope:
+                    self.park(answer, scope)
+                    try:
+                        await park()
+                    finally:
+                        self.unpark(answer, scope)
+                answer = await self.resume(answer)
+            return answer
+        finally:
+            self.end(device)
+
+    async def start(self, device: Device, req: SyncRequest) -> SyncResponse | Waiting:
+        """Everything before the wait: the filter, ``set_presence``, to-device acks, then
+        the response if it is ready (no ``since``, ``full_state``, news after ``since``,
+        or a timeout already over), else a :class:`Waiting` to park on: the caller waits
+        in a cancel scope whose deadline is :attr:`Waiting.deadline`, between :meth:`park`
+        and :meth:`unpark`, then calls :meth:`resume`. Call it between :meth:`begin` and
+        :meth:`end`.
+        Cancellation leaves nothing behind but the writes already committed."""
         filt = await self.resolve_filter(device.user_id, req.filter)
         if self.presence is not None:
             await self.presence.set_device(device, req.set_presence)
@@ -150,32 +215,43 @@ class SyncHandler:
             SYNC_COMPLETE.inc()
             return await self._build(device, req, since, self.now_token(since), filt)
         deadline = trio.current_time() + req.timeout_ms / 1000
-        wait_from = since
+        waiting = Waiting(device, req, filt, deadline, since)
+        if self._must_wait(waiting):
+            return waiting
+        return await self.resume(waiting)
+
+    async def resume(self, waiting: Waiting) -> SyncResponse | Waiting:
+        """After a wait (woken, timed out or shut down): the response, or ``waiting``
+        again (its ``wait_from`` moved on) when what woke it turned out to hold nothing
+        for this device and the deadline has not passed. Cancellation leaves nothing
+        behind."""
+        device, req, since = waiting.device, waiting.req, waiting.since
         notifier = self._notifier
-        user_id, device_id = device.user_id, device.device_id
         while True:
-            if trio.current_time() < deadline and not notifier.has_news(
-                user_id, wait_from, device_id
-            ):
-                with (
-                    trio.CancelScope(deadline=deadline) as scope,
-                    notifier.parked(user_id, wait_from, device_id, scope),
-                ):
-                    await park()
             now = self.now_token(since)
             # Nothing touched this user (or device) after ``since``: the answer is that of
             # the empty range now..now, which needs no storage read once the device's key
             # counts are cached (the notifier wakes a user for everything its /sync shows,
             # which is what makes a long-poll's wait correct in the first place).
-            untouched = not notifier.has_news(user_id, since, device_id)
-            resp = await self._build(device, req, now if untouched else since, now, filt)
+            untouched = not notifier.has_news(device.user_id, since, device.device_id)
+            resp = await self._build(device, req, now if untouched else since, now, waiting.filt)
             empty = resp.is_empty()
-            if not empty or trio.current_time() >= deadline or self._notifier.closing:
+            if not empty or trio.current_time() >= waiting.deadline or notifier.closing:
                 (SYNC_EMPTY if empty else SYNC_INCREMENTAL).inc()
                 return resp
             # Woken for something that turned out to hold nothing for this user: the
             # range since..now is known empty, so keep waiting from now.
-            wait_from = now
+            waiting.wait_from = now
+            if self._must_wait(waiting):
+                return waiting
+
+    def _must_wait(self, waiting: Waiting) -> bool:
+        """Whether ``waiting`` has to park: its deadline is ahead and nothing for it
+        happened after its ``wait_from``."""
+        device = waiting.device
+        return trio.current_time() < waiting.deadline and not self._notifier.has_news(
+            device.user_id, waiting.wait_from, device.device_id
+        )
 
     def now_token(self, since: StreamToken | None) -> StreamToken:
         """The token to answer with: the current positions, never before ``since`` except

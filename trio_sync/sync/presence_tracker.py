@@ -25,19 +25,19 @@ Submit = Callable[[Sequence[Mapping[str, Any]]], Awaitable[Applied]]
 
 
 class Syncing:
-    """See :meth:`PresenceTracker.syncing` (a slotted object: every parked poll holds one)."""
+    """See :meth:`PresenceTracker.syncing`."""
 
-    __slots__ = ("key", "tracker")
+    __slots__ = ("device", "tracker")
 
-    def __init__(self, tracker: PresenceTracker, key: tuple[str, str]) -> None:
+    def __init__(self, tracker: PresenceTracker, device: Device) -> None:
         self.tracker = tracker
-        self.key = key
+        self.device = device
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, *exc: object) -> None:
-        self.tracker._done_syncing(self.key)
+        self.tracker.stop_syncing(self.device)
 
 
 class PresenceTracker:
@@ -55,11 +55,19 @@ class PresenceTracker:
     def syncing(self, device: Device) -> Syncing:
         """A context manager marking ``device`` as syncing for the duration of its block
         (it cannot time out while a long-poll of it is parked)."""
+        self.start_syncing(device)
+        return Syncing(self, device)
+
+    def start_syncing(self, device: Device) -> None:
+        """Mark ``device`` as syncing until the matching :meth:`stop_syncing` (call that
+        in a ``finally``: a parked poll then holds no context manager). Never a
+        checkpoint."""
         key = (device.user_id, device.device_id)
         self._syncing[key] = self._syncing.get(key, 0) + 1
-        return Syncing(self, key)
 
-    def _done_syncing(self, key: tuple[str, str]) -> None:
+    def stop_syncing(self, device: Device) -> None:
+        """End one :meth:`start_syncing` of ``device``. Never a checkpoint."""
+        key = (device.user_id, device.device_id)
         left = self._syncing[key] - 1
         if left:
             self._syncing[key] = left

@@ -11,6 +11,9 @@ from ..tokens import StreamToken
 #: The longest a single long-poll may wait, whatever ``timeout`` asks for (ms).
 MAX_TIMEOUT_MS = 10 * 60 * 1000
 PRESENCE_STATES = ("online", "offline", "unavailable")
+#: Each presence state to itself: a request keeps this module's string, not a copy from
+#: its query string (every parked poll holds its request).
+_PRESENCE = {state: state for state in PRESENCE_STATES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +45,8 @@ def parse_sync_request(args: Mapping[str, str]) -> SyncRequest:
     timeout_text = args.get("timeout", "0")
     if not (timeout_text.isascii() and timeout_text.isdigit()) or len(timeout_text) > 12:
         raise invalid_param("timeout must be a non-negative integer (milliseconds)")
-    presence = args.get("set_presence", "online")
-    if presence not in PRESENCE_STATES:
+    presence = _PRESENCE.get(args.get("set_presence", "online"))
+    if presence is None:
         raise invalid_param("set_presence must be one of online, offline, unavailable")
     filter_text = args.get("filter")
     state_field = "state"
