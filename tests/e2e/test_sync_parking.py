@@ -132,14 +132,18 @@ async def test_a_poll_woken_for_nothing_waits_on_and_ends_on_disconnect(
     since = (await sync(http, token))["next_batch"]
     not_room = quote(orjson.dumps({"room": {"not_rooms": [ROOM]}}).decode())
     host, port = service.addresses[0].removeprefix("http://").rsplit(":", 1)
-    with trio.fail_after(10):
-        stream = await trio.open_tcp_stream(host, int(port))
+
+    async def parked_past_a_wake(stream: trio.SocketStream, since: str, text: str) -> None:
+        """A poll parked, then woken by a message its filter leaves out: parked again."""
         await _request(stream, f"{SYNC_PATH}?since={since}&timeout=60000&filter={not_room}", token)
         await wait_until(lambda: service.notifier.waiting() == 1)
-        # Wakes Bob (a member), but the filter leaves it out: parked again.
-        await service.ingest([room.message(ROOM, ALICE, "left out")])
+        await service.ingest([room.message(ROOM, ALICE, text)])  # wakes Bob, a member
         await trio.sleep(0.2)
         await wait_until(lambda: service.notifier.waiting() == 1)
+
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(host, int(port))
+        await parked_past_a_wake(stream, since, "left out")
         shown = room.message(OTHER_ROOM, ALICE, "shown")
         await service.ingest([shown])
         status, body = await _response(stream)
@@ -148,11 +152,7 @@ async def test_a_poll_woken_for_nothing_waits_on_and_ends_on_disconnect(
         assert ROOM not in body.get("rooms", {}).get("join", {})
         # The next poll on the connection: woken for nothing, then its client leaves.
         since = body["next_batch"]
-        await _request(stream, f"{SYNC_PATH}?since={since}&timeout=60000&filter={not_room}", token)
-        await wait_until(lambda: service.notifier.waiting() == 1)
-        await service.ingest([room.message(ROOM, ALICE, "left out again")])
-        await trio.sleep(0.2)
-        await wait_until(lambda: service.notifier.waiting() == 1)
+        await parked_past_a_wake(stream, since, "left out again")
         await stream.aclose()
         await wait_until(lambda: service.notifier.waiting() == 0)
     # Later events are served as usual.
