@@ -47,6 +47,7 @@ from reference_server import (
 )
 
 from bench import (
+    CLOCK_TICK_S,
     IO_TIMEOUT,
     SERVER_NAME,
     Database,
@@ -56,6 +57,7 @@ from bench import (
     Server,
     _register,
     bench_main,
+    cpu_ticks,
     drop_database,
     line,
     ms,
@@ -190,6 +192,7 @@ class Side:
 
     name: str
     port: int
+    pid: int  # the server's process
     tokens: dict[str, str]  # localpart → access token
 
 
@@ -221,13 +224,16 @@ class Tally:
     """Timings and checks of one run, both servers."""
 
     times: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    #: the server's CPU clock ticks (/proc/PID/stat) inside each timed request, summed
+    ticks: dict[tuple[str, str], int] = field(default_factory=dict)
     bytes: dict[tuple[str, str], int] = field(default_factory=dict)
     presence: dict[str, int] = field(default_factory=dict)  # answers carrying presence
     extra_answers: dict[str, int] = field(default_factory=dict)  # wake answers without it
     bad: list[str] = field(default_factory=list)
 
-    def record(self, side: str, kind: str, seconds: float) -> None:
+    def record(self, side: str, kind: str, seconds: float, ticks: int = 0) -> None:
         self.times.setdefault((side, kind), []).append(seconds)
+        self.ticks[(side, kind)] = self.ticks.get((side, kind), 0) + ticks
 
     def problem(self, text: str) -> None:
         if len(self.bad) < 20:
@@ -236,15 +242,18 @@ class Tally:
 
 async def sync(
     http: Http, side: Side, user: str, since: str | None, wait_ms: int | None = None
-) -> tuple[Any, Response, float]:
-    """One ``/sync``: the answer, the response and the round trip in seconds."""
+) -> tuple[Any, Response, float, int]:
+    """One ``/sync``: the answer, the response, the round trip in seconds and the CPU
+    clock ticks the server's process was charged meanwhile (a sample: ticks are 10 ms)."""
     path = sync_path(since, wait_ms if since else None)
+    ticks = cpu_ticks(side.pid)
     t0 = time.perf_counter()
     resp = await http.request("GET", path, side.tokens[user])
     elapsed = time.perf_counter() - t0
+    ticks = cpu_ticks(side.pid) - ticks
     if resp.status != 200:
         raise RuntimeError(f"{side.name} /sync for {user}: {resp.status} {resp.body[:200]!r}")
-    return resp.json(), resp, elapsed
+    return resp.json(), resp, elapsed, ticks
 
 
 # --------------------------------------------------------------------------- figures
@@ -263,26 +272,26 @@ async def interleaved(
         for s in sides:  # first syncs: presence (a device's first sync is online), caches
             for user in ("quiet", "onenew"):
                 for _ in range(2):
-                    body, _, _ = await sync(
-                        conns[(s.name, "b")], s, user, since.get((s.name, user))
-                    )
+                    body, *_ = await sync(conns[(s.name, "b")], s, user, since.get((s.name, user)))
                     since[(s.name, user)] = body["next_batch"]
         for i in range(WARM + sizes.rounds):
             order = sides if i % 2 == 0 else sides[::-1]
             warm = i < WARM
             views = {}
             for s in order:  # (a) complete sync
-                body, resp, elapsed = await sync(conns[(s.name, "a")], s, "complete", None)
+                body, resp, elapsed, ticks = await sync(conns[(s.name, "a")], s, "complete", None)
                 views[s.name] = view(body)
                 t.bytes[(s.name, "a")] = len(resp.body)
                 if not warm:
-                    t.record(s.name, "a", elapsed)
+                    t.record(s.name, "a", elapsed, ticks)
             a, b = (views[s.name] for s in sides)
             if a != b or sorted(a) != sorted(rooms["complete"]):
                 t.problem(f"round {i}: complete syncs differ: {_diff(a, b)}")
             for s in order:  # (b) incremental, nothing new
                 key = (s.name, "quiet")
-                body, resp, elapsed = await sync(conns[(s.name, "b")], s, "quiet", since[key], 0)
+                body, resp, elapsed, ticks = await sync(
+                    conns[(s.name, "b")], s, "quiet", since[key], 0
+                )
                 since[key] = body["next_batch"]
                 t.presence[s.name] = t.presence.get(s.name, 0) + bool(
                     body.get("presence", {}).get("events")
@@ -290,7 +299,7 @@ async def interleaved(
                 if joined(body):
                     t.problem(f"round {i}: {s.name} answered rooms to a nothing-new sync")
                 if not warm:
-                    t.record(s.name, "b", elapsed)
+                    t.record(s.name, "b", elapsed, ticks)
             # (c) one new event: sent through Synapse and fed to trio-sync, not timed
             room = rooms["onenew"][i % len(rooms["onenew"])]
             t0 = time.perf_counter()
@@ -306,13 +315,15 @@ async def interleaved(
                 t.problem(f"round {i}: {event_id} not read back from Synapse ({fed})")
             for s in order:
                 key = (s.name, "onenew")
-                body, resp, elapsed = await sync(conns[(s.name, "c")], s, "onenew", since[key], 0)
+                body, resp, elapsed, ticks = await sync(
+                    conns[(s.name, "c")], s, "onenew", since[key], 0
+                )
                 since[key] = body["next_batch"]
                 got = {r: timeline(body, r) for r in joined(body)}
                 if got != {room: [event_id]}:
                     t.problem(f"round {i}: {s.name} incremental answer {got}, not {event_id}")
                 if not warm:
-                    t.record(s.name, "c", elapsed)
+                    t.record(s.name, "c", elapsed, ticks)
                 t.bytes[(s.name, "c")] = len(resp.body)
     finally:
         for c in [*conns.values(), bot]:
@@ -337,7 +348,7 @@ async def wakes(sides: list[Side], room: str, feeder: Feeder, sizes: Sizes, t: T
     try:
         for s in sides:
             for _ in range(2):
-                body, _, _ = await sync(conns[s.name], s, "waker", since.get(s.name))
+                body, *_ = await sync(conns[s.name], s, "waker", since.get(s.name))
                 since[s.name] = body["next_batch"]
 
         def park(s: Side) -> asyncio.Future[Response]:
@@ -436,6 +447,7 @@ async def _measure(
     return t, fed
 
 
+SIDES = ("Synapse", "trio-sync")
 FIGURES = (
     ("a", "complete sync", ">= 10x"),
     ("b", "incremental sync, nothing new, timeout=0", ">= 5x"),
@@ -471,6 +483,12 @@ def report(res: Result, t: Tally, sizes: Sizes, ref: Reference, syn_db: str) -> 
             None if not target else ratio >= float(target[3:-1]),
             valid=not t.bad,
         )
+        if key != "d":
+            cpu = [t.ticks[(side, key)] * CLOCK_TICK_S / len(syn) for side in SIDES]
+            res.add(
+                "    (info) server process CPU per request, mean ms: Synapse; trio-sync",
+                f"{ms(cpu[0])}; {ms(cpu[1])}" + (f" ({cpu[0] / cpu[1]:.1f}x)" if cpu[1] else ""),
+            )
     send, pushed = t.times.get(("Synapse", "send"), []), t.times.get(("trio-sync", "push"), [])
     if send and pushed:
         res.add(
@@ -526,9 +544,15 @@ def run_backend(backend: str, sizes: Sizes, dsn: str, ref: Reference) -> Result:
         trio.run(_register, db.url, [_mxid(u) for u in (BOT, *PLAN)])
         server = Server(db.url, workdir)
         server.start()
+        assert server.proc is not None
         sides = [
-            Side("Synapse", synapse.port, tokens),
-            Side("trio-sync", server.port, {u: token_for(_mxid(u)) for u in (BOT, *PLAN)}),
+            Side("Synapse", synapse.port, synapse.pid, tokens),
+            Side(
+                "trio-sync",
+                server.port,
+                server.proc.pid,
+                {u: token_for(_mxid(u)) for u in (BOT, *PLAN)},
+            ),
         ]
         t, fed = asyncio.run(_measure(sides, rooms, EventReader(config), sizes))
         res.notes.append(

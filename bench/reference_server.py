@@ -215,6 +215,11 @@ class Synapse:
             time.sleep(0.25)
         raise RuntimeError(f"Synapse did not start within {timeout}s:\n{self.tail()}")
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def tail(self, n: int = 20) -> str:
         lines: list[str] = []
         for path in (self.out_path, self.dir / "homeserver.log"):
