@@ -82,6 +82,7 @@ QUICK = Sizes(10, 40, 10)
 WARM = 3  # untimed rounds first
 ROOMS = 10  # rooms of each user but the waker
 SMALL = 12  # messages in each room of the other users
+SETTLE = 0.01  # seconds between the new event of (c) and the timed requests
 PUSH_BATCH = 2000  # log lines per ingest push
 BOT = "refbot"  # creates every room and sends every message
 #: user → (rooms, messages per room; None: the complete-sync size)
@@ -313,6 +314,7 @@ async def interleaved(
                 t.record("trio-sync", "push", time.perf_counter() - t2)
             if event_id not in fed:
                 t.problem(f"round {i}: {event_id} not read back from Synapse ({fed})")
+            await asyncio.sleep(SETTLE)  # what either server does after the event, done
             for s in order:
                 key = (s.name, "onenew")
                 body, resp, elapsed, ticks = await sync(
