@@ -36,6 +36,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from floor import FloorServer
 from reference_log import LinearHistory
 from reference_server import (
     EventReader,
@@ -261,13 +262,20 @@ async def sync(
 
 
 async def interleaved(
-    sides: list[Side], rooms: dict[str, list[str]], feeder: Feeder, sizes: Sizes, t: Tally
+    sides: list[Side],
+    rooms: dict[str, list[str]],
+    feeder: Feeder,
+    floor_port: int,
+    sizes: Sizes,
+    t: Tally,
 ) -> None:
     """Figures (a)-(c): each round, each kind, both servers one after the other (which
-    goes first alternates), every request on a keep-alive connection of its own."""
+    goes first alternates), every request on a keep-alive connection of its own; and
+    one ``GET /`` of the bare ASGI app on ``floor_port`` (bench/floor_apps.py)."""
     conns = {(s.name, k): await Http.open(s.port) for s in sides for k in ("a", "b", "c")}
     synapse = sides[0]
     bot = await Http.open(synapse.port)
+    floor = await Http.open(floor_port)
     since: dict[tuple[str, str], str] = {}
     try:
         for s in sides:  # first syncs: presence (a device's first sync is online), caches
@@ -301,6 +309,12 @@ async def interleaved(
                     t.problem(f"round {i}: {s.name} answered rooms to a nothing-new sync")
                 if not warm:
                     t.record(s.name, "b", elapsed, ticks)
+            t0 = time.perf_counter()  # the floor
+            bare = await floor.request("GET", "/")
+            if bare.status != 200:
+                raise RuntimeError(f"floor app: {bare.status}")
+            if not warm:
+                t.record("floor", "floor", time.perf_counter() - t0)
             # (c) one new event: sent through Synapse and fed to trio-sync, not timed
             room = rooms["onenew"][i % len(rooms["onenew"])]
             t0 = time.perf_counter()
@@ -328,7 +342,7 @@ async def interleaved(
                     t.record(s.name, "c", elapsed, ticks)
                 t.bytes[(s.name, "c")] = len(resp.body)
     finally:
-        for c in [*conns.values(), bot]:
+        for c in [*conns.values(), bot, floor]:
             c.close()
 
 
@@ -425,7 +439,11 @@ async def _on_synapse(port: int, sizes: Sizes) -> tuple[dict[str, str], dict[str
 
 
 async def _measure(
-    sides: list[Side], rooms: dict[str, list[str]], reader: EventReader, sizes: Sizes
+    sides: list[Side],
+    rooms: dict[str, list[str]],
+    reader: EventReader,
+    floor_port: int,
+    sizes: Sizes,
 ) -> tuple[Tally, int]:
     feeder = Feeder(reader, sides[1].port)
     t = Tally()
@@ -437,7 +455,7 @@ async def _measure(
         gc.disable()
         try:
             say(f"interleaved requests, {sizes.rounds} rounds")
-            await interleaved(sides, rooms, feeder, sizes, t)
+            await interleaved(sides, rooms, feeder, floor_port, sizes, t)
             say(f"long-poll wakes, {sizes.wakes}")
             await wakes(sides, rooms["waker"][0], feeder, sizes, t)
         finally:
@@ -491,6 +509,18 @@ def report(res: Result, t: Tally, sizes: Sizes, ref: Reference, syn_db: str) -> 
                 "    (info) server process CPU per request, mean ms: Synapse; trio-sync",
                 f"{ms(cpu[0])}; {ms(cpu[1])}" + (f" ({cpu[0] / cpu[1]:.1f}x)" if cpu[1] else ""),
             )
+    bare = t.times.get(("floor", "floor"), [])
+    if bare:
+        res.add(
+            f"(info) floor: bare ASGI app, trio-sync's Hypercorn config, GET / (n={len(bare)}) "
+            "p50 / p99 ms",
+            f"{ms(pct(bare, 50))} / {ms(pct(bare, 99))}",
+        )
+        scale = [pct(t.times[("Synapse", k)], 50) / pct(bare, 50) for k in ("b", "c")]
+        res.add(
+            "    (info) Synapse p50 / floor p50 for (b); (c)",
+            f"{scale[0]:.1f}x; {scale[1]:.1f}x",
+        )
     send, pushed = t.times.get(("Synapse", "send"), []), t.times.get(("trio-sync", "push"), [])
     if send and pushed:
         res.add(
@@ -530,6 +560,7 @@ def run_backend(backend: str, sizes: Sizes, dsn: str, ref: Reference) -> Result:
     databases: list[Database] = []
     synapse: Synapse | None = None
     server: Server | None = None
+    floor: FloorServer | None = None
     load = os.getloadavg()[0]
     try:
         config, syn_db = new_synapse_database(syn_kind, workdir, dsn)
@@ -556,7 +587,9 @@ def run_backend(backend: str, sizes: Sizes, dsn: str, ref: Reference) -> Result:
                 {u: token_for(_mxid(u)) for u in (BOT, *PLAN)},
             ),
         ]
-        t, fed = asyncio.run(_measure(sides, rooms, EventReader(config), sizes))
+        floor = FloorServer("bare")
+        reader = EventReader(config)
+        t, fed = asyncio.run(_measure(sides, rooms, reader, floor.port, sizes))
         res.notes.append(
             f"history: {fed:,} events built through Synapse's client API in {built:.0f} s, "
             "read back from its database and pushed to trio-sync"
@@ -572,9 +605,9 @@ def run_backend(backend: str, sizes: Sizes, dsn: str, ref: Reference) -> Result:
             if s is not None:
                 res.notes.append(f"{name} log tail:\n" + s.tail())
     finally:
-        for s in (server, synapse):
-            if s is not None:
-                s.stop()
+        for process in (floor, server, synapse):
+            if process is not None:
+                process.stop()
         for d in databases:
             drop_database(d)
         shutil.rmtree(workdir, ignore_errors=True)
