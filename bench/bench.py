@@ -455,8 +455,6 @@ class Result:
     backend: str
     rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # figure, value, target, ok
     notes: list[str] = field(default_factory=list)
-    #: Figures (seconds, ratios, ...) that comparisons across backends read, by name.
-    values: dict[str, float] = field(default_factory=dict)
 
     def add(
         self,
@@ -1024,13 +1022,13 @@ def bench_main(
     run: Callable[[str, Any, str], Result],
     sizes: tuple[Any, Any],
     argv: Sequence[str] | None = None,
-    across: Callable[[list[Result]], Result | None] | None = None,
+    across: Callable[[list[Result], Any, str], Result | None] | None = None,
 ) -> int:
     """The command line of a bench script: parse ``--backend``/``--postgres``/``--quick``,
     run ``run(backend, sizes, postgres_dsn)`` per backend (``sizes`` is ``(full, quick)``),
-    print each backend's table and a summary (with the rows ``across`` makes of all the
-    backends' results, if it makes any); exit status 1 when a run broke or failed its own
-    checks (a missed target is a figure, not a failure)."""
+    then ``across(results, sizes, postgres_dsn)`` (figures comparing the backends, when it
+    has any to give), print each table and a summary; exit status 1 when a run broke or
+    failed its own checks (a missed target is a figure, not a failure)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument(
@@ -1052,10 +1050,11 @@ def bench_main(
             )
             backends = ["sqlite"]
     started = time.perf_counter()
+    chosen = sizes[1] if args.quick else sizes[0]
     results = []
     for backend in backends:
         t0 = time.perf_counter()
-        res = run(backend, sizes[1] if args.quick else sizes[0], args.postgres)
+        res = run(backend, chosen, args.postgres)
         results.append(res)
         print_table(
             f"{name} — {backend} ({mode}, {time.perf_counter() - t0:.0f} s)",
@@ -1065,9 +1064,10 @@ def bench_main(
         for note in res.notes:
             print(f"  * {note}")
         sys.stdout.flush()
-    compared = across(results) if across is not None else None
+    compared = across(results, chosen, args.postgres) if across is not None else None
     if compared is not None:
         results.append(compared)
+        print_table(f"{name} — both ({mode})", ("figure", "value", "target", ""), compared.rows)
     rows = [(r.backend, *row) for r in results for row in r.rows]
     print_table(
         f"summary ({mode} mode, {os.cpu_count()} CPUs, "
