@@ -350,14 +350,21 @@ class Server:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        if proc is not None:
+            stop_process(proc, 20)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM ``proc`` (unless it has exited) and wait up to ``timeout`` seconds for it to
+    end, then kill it."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 # --------------------------------------------------------------------------- HTTP client
@@ -467,6 +474,12 @@ class Result:
         """``valid`` False (the run's own checks failed) marks the figure CHECK, not ok/MISS."""
         verdict = "CHECK" if not valid else "" if ok is None else ("ok" if ok else "MISS")
         self.rows.append((figure, value, target, verdict))
+
+    def broke(self, exc: Exception) -> None:
+        """The run stopped on ``exc``: print its traceback and add an ``ERROR`` row."""
+        traceback.print_exc()
+        first = (str(exc).splitlines() or [""])[0][:120]
+        self.add("ERROR", f"{type(exc).__name__}: {first}")
 
 
 async def fig_complete(port: int, c: Community, sizes: Sizes, res: Result) -> str:
@@ -939,9 +952,7 @@ def run_backend(backend: str, sizes: Sizes, dsn: str) -> Result:
             count = "" if statements < 0 else f", {statements} SQL"
             res.add(f"7. {name} (in-process{count}) p50 ms", ms(p50))
     except Exception as exc:
-        traceback.print_exc()
-        first = (str(exc).splitlines() or [""])[0][:120]
-        res.add("ERROR", f"{type(exc).__name__}: {first}")
+        res.broke(exc)
         if len(str(exc).splitlines()) > 1:
             res.notes.append(str(exc))
         if server is not None:
@@ -979,8 +990,7 @@ def run_with_server(
         server.start()
         asyncio.run(figures(server, res))
     except Exception as exc:
-        traceback.print_exc()
-        res.add("ERROR", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}")
+        res.broke(exc)
         if server is not None:
             res.notes.append("server log tail:\n" + server.tail())
     finally:

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,6 +48,7 @@ from bench import (
     push,
     say,
     settled_rss,
+    stop_process,
     sync_path,
     token_for,
 )
@@ -157,13 +157,7 @@ class FloorServer:
             raise RuntimeError(f"{kind} floor app did not start: {first!r}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc, 10)
 
 
 # --------------------------------------------------------------------------- timing
@@ -477,8 +471,7 @@ def run_backend(backend: str, sizes: Sizes, dsn: str) -> Result:
             per_poll <= 16,
         )
     except Exception as exc:
-        traceback.print_exc()
-        res.add("ERROR", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}")
+        res.broke(exc)
     finally:
         for s in servers:
             s.stop()
@@ -521,8 +514,7 @@ def across_backends(results: list[Result], sizes: Sizes, dsn: str) -> Result | N
             ratio <= 1.3,
         )
     except Exception as exc:
-        traceback.print_exc()
-        res.add("ERROR", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}")
+        res.broke(exc)
     finally:
         for s in servers:
             s.stop()

@@ -27,7 +27,6 @@ import sqlite3
 import sys
 import tempfile
 import time
-import traceback
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -280,8 +279,7 @@ def run_backend(backend: str, sizes: Sizes, dsn: str) -> Result:
         trio.run(_register, db.url, [POSTER, TARGET, *idle_users(sizes)])
         asyncio.run(figures(db, workdir, sizes, res))
     except Exception as exc:
-        traceback.print_exc()
-        res.add("ERROR", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}")
+        res.broke(exc)
         log = workdir / "server.log"
         if log.exists():
             res.notes.append("server log tail:\n" + "\n".join(log.read_text().splitlines()[-20:]))

@@ -23,7 +23,6 @@ import shutil
 import sys
 import tempfile
 import time
-import traceback
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -599,8 +598,7 @@ def run_backend(backend: str, sizes: Sizes, dsn: str, ref: Reference) -> Result:
             f"load average (1 min): {load:.2f} at start, {os.getloadavg()[0]:.2f} at end"
         )
     except Exception as exc:
-        traceback.print_exc()
-        res.add("ERROR", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}")
+        res.broke(exc)
         for name, s in (("Synapse", synapse), ("trio-sync", server)):
             if s is not None:
                 res.notes.append(f"{name} log tail:\n" + s.tail())

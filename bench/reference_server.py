@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import http.client
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import orjson
 
-from bench import HOST, Database, Http, _pg_admin, free_port, pg_url, say
+from bench import HOST, Database, Http, _pg_admin, free_port, pg_url, say, stop_process
 
 CACHE_VENV = Path.home() / ".cache" / "trio-sync-bench" / "synapse-venv"
 SHARED_SECRET = "reference-bench-shared-secret"
@@ -229,14 +228,8 @@ class Synapse:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        if proc is not None:
+            stop_process(proc, 30)
 
 
 async def register(http: Http, localpart: str) -> str:

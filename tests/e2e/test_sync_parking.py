@@ -6,6 +6,7 @@ disconnect watcher); a parked request whose client goes away is cancelled and fo
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -40,6 +41,16 @@ class Recorder:
     async def __call__(self) -> None:
         self.parked += 1
         await trio.sleep_forever()
+
+
+async def _served_later(
+    service: Service, http: httpx.AsyncClient, token: str, since: str, message: dict[str, Any]
+) -> None:
+    """``message``, ingested now, is the one event a sync from ``since`` serves."""
+    await service.ingest([message])
+    body = await sync(http, token, since=since, timeout=10000)
+    room_id = message["new_room_event"]["event"]["room_id"]
+    assert timeline_ids(body, "join", room_id) == [event_id(message)]
 
 
 async def test_ready_answers_never_park(service: Service, room: RoomLog) -> None:
@@ -113,10 +124,7 @@ async def test_client_leaving_a_parked_poll_on_a_keep_alive_connection(
         await stream.aclose()
         await wait_until(lambda: service.notifier.waiting() == 0)
     # The server goes on answering, and the event that comes later is served normally.
-    message = room.message(ROOM, ALICE, "after the disconnect")
-    await service.ingest([message])
-    body = await sync(http, token, since=since, timeout=10000)
-    assert timeline_ids(body, "join", ROOM) == [event_id(message)]
+    await _served_later(service, http, token, since, room.message(ROOM, ALICE, "afterwards"))
 
 
 async def test_a_poll_woken_for_nothing_waits_on_and_ends_on_disconnect(
@@ -156,7 +164,4 @@ async def test_a_poll_woken_for_nothing_waits_on_and_ends_on_disconnect(
         await stream.aclose()
         await wait_until(lambda: service.notifier.waiting() == 0)
     # Later events are served as usual.
-    later = room.message(OTHER_ROOM, ALICE, "later")
-    await service.ingest([later])
-    body = await sync(http, token, since=since, timeout=10000)
-    assert timeline_ids(body, "join", OTHER_ROOM) == [event_id(later)]
+    await _served_later(service, http, token, since, room.message(OTHER_ROOM, ALICE, "later"))
