@@ -136,15 +136,28 @@ def _binary(name: str) -> str:
     return binary
 
 
+def _deployed(name: str, addresses: dict[str, str]) -> str:
+    """``deploy/NAME`` with each of its example addresses replaced by this test's."""
+    text = (DEPLOY / name).read_text()
+    for example, actual in addresses.items():
+        assert example in text, f"deploy/{name} no longer has {example!r}"
+        text = text.replace(example, actual)
+    return text
+
+
 @asynccontextmanager
 async def _nginx(trio_sync: int, homeserver: int, tmp_path: Path) -> AsyncIterator[str]:
     """Real nginx with deploy/nginx.conf, its addresses templated to this test's servers."""
     binary = _binary("nginx")
     port = _free_port()
-    site = (DEPLOY / "nginx.conf").read_text()
-    site = site.replace("server 127.0.0.1:8009;", f"server 127.0.0.1:{trio_sync};")
-    site = site.replace("server 127.0.0.1:8008;", f"server 127.0.0.1:{homeserver};")
-    site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    site = _deployed(
+        "nginx.conf",
+        {
+            "server 127.0.0.1:8009;": f"server 127.0.0.1:{trio_sync};",
+            "server 127.0.0.1:8008;": f"server 127.0.0.1:{homeserver};",
+            "listen 8080;": f"listen 127.0.0.1:{port};",
+        },
+    )
     (tmp_path / "site.conf").write_text(site)
     user = "user root root;" if os.geteuid() == 0 else ""
     temp = "\n".join(
@@ -177,10 +190,14 @@ async def _caddy(trio_sync: int, homeserver: int, tmp_path: Path) -> AsyncIterat
     (no certificates), its admin endpoint off, its state under ``tmp_path``."""
     binary = _binary("caddy")
     port = _free_port()
-    site = (DEPLOY / "Caddyfile").read_text()
-    site = site.replace("matrix.example.org {", f"http://127.0.0.1:{port} {{")
-    site = site.replace("reverse_proxy 127.0.0.1:8009", f"reverse_proxy 127.0.0.1:{trio_sync}")
-    site = site.replace("reverse_proxy 127.0.0.1:8008", f"reverse_proxy 127.0.0.1:{homeserver}")
+    site = _deployed(
+        "Caddyfile",
+        {
+            "matrix.example.org {": f"http://127.0.0.1:{port} {{",
+            "reverse_proxy 127.0.0.1:8009": f"reverse_proxy 127.0.0.1:{trio_sync}",
+            "reverse_proxy 127.0.0.1:8008": f"reverse_proxy 127.0.0.1:{homeserver}",
+        },
+    )
     config = tmp_path / "Caddyfile"
     config.write_text("{\n\tadmin off\n\tauto_https off\n}\n\n" + site)
     env = {
