@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -9,7 +10,9 @@ import trio
 import trio_asyncio
 
 from trio_sync.storage import Array, Conn, Engine, StorageError, open_engine
+from trio_sync.storage.postgres import open_postgres
 
+from ..conftest import PG_DSN
 from .support import query
 
 
@@ -279,6 +282,46 @@ async def test_many_concurrent_reads_all_complete(engine: Engine) -> None:
             for _ in range(40):
                 nursery.start_soon(reader)
     assert results == [5] * 40
+
+
+if PG_DSN:
+
+    @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+    async def test_a_read_returns_before_its_commit_and_its_connection_waits_for_it(
+        engine: Engine, db_url: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A PostgreSQL read hands back its rows before its COMMIT is answered. With one
+        reader connection, every read comes straight after the last one's COMMIT was
+        sent: the connection must wait for it (asyncpg refuses a second operation on a
+        busy connection, which the engine would log as a lost connection and retry)."""
+        dbname = db_url.rpartition("/")[2]
+
+        async def count(conn: Conn) -> int:
+            return int(await conn.fetchval("SELECT COUNT(*) FROM ingest_offsets"))
+
+        caplog.set_level(logging.WARNING)
+        async with open_postgres(db_url, readers=1) as one:
+            for i in range(10):
+                await one.write(_put, f"s{i}", i)
+                for _ in range(5):
+                    assert await one.read(count) == i + 1
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+        # Nor does a read leave its transaction open for longer than its COMMIT takes.
+        async def open_transactions(conn: Conn) -> int:
+            return int(
+                await conn.fetchval(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 "
+                    "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()",
+                    dbname,
+                )
+            )
+
+        for _ in range(10):
+            await engine.read(count)
+        with trio.fail_after(10):
+            while await engine.read_one(open_transactions):  # noqa: ASYNC110
+                await trio.sleep(0.01)
 
 
 # --- opening --------------------------------------------------------------------------

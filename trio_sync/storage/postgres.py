@@ -4,7 +4,9 @@ A whole storage operation crosses the bridge once: the operation's coroutine run
 asyncio against a pooled connection and its transaction, and only the result comes back.
 Reads run in ``REPEATABLE READ READ ONLY`` transactions, so every query of an operation
 sees one snapshot; ``read_one`` runs a single-statement operation without one (a statement
-is its own snapshot), saving the BEGIN and COMMIT round trips.
+is its own snapshot), saving the BEGIN and COMMIT round trips. A read's result goes back
+to its caller as soon as its last query is answered: the COMMIT, which can change nothing
+it read, follows on its own, and the connection is not used again before it is done.
 
 A connection the server dropped (restart, ``pg_terminate_backend``, a network cut) is
 noticed on its next use: it is thrown away, logged once (one warning line per lost
@@ -15,9 +17,11 @@ batches, which are idempotent).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -183,10 +187,12 @@ class _Slot:
     """One connection of the engine's own (no pool: a pool's acquire/reset costs two
     round trips per operation, and nothing here sets session state to reset)."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "ending")
 
     def __init__(self) -> None:
         self.conn: Any = None
+        #: The COMMIT of the connection's last read, while it is under way (asyncio).
+        self.ending: Any = None
 
 
 class PostgresEngine:
@@ -199,7 +205,8 @@ class PostgresEngine:
         self._settings = {"default_transaction_read_only": "on"} if readonly else {}
         self._writer = _Slot()
         self._write_lock = trio.Lock()
-        self._readers = [_Slot() for _ in range(readers)]
+        #: Free reader slots, the longest free first (its COMMIT is the likeliest done).
+        self._readers = deque(_Slot() for _ in range(readers))
         self._reader_slots = trio.Semaphore(readers)
         #: Counted in the asyncio loop, which runs in Trio's thread.
         self.statements = 0
@@ -207,8 +214,12 @@ class PostgresEngine:
     async def _run(
         self, slot: _Slot, op: Op[..., T], args: Any, kwargs: Any, tx: tuple[str, bool] | None
     ) -> T:
-        """Runs inside asyncio: (re)connect if needed, then the operation."""
+        """Runs inside asyncio: (re)connect if needed, then the operation. A read-only
+        transaction's COMMIT is left running as ``slot.ending``; the slot's next
+        operation waits for it."""
         try:
+            if slot.ending is not None:
+                await slot.ending
             if slot.conn is None or slot.conn.is_closed():
                 slot.conn = await asyncpg.connect(
                     self._dsn, timeout=10, server_settings=self._settings
@@ -216,8 +227,18 @@ class PostgresEngine:
             conn = slot.conn
             if tx is None:
                 return await op(_PgConn(conn, self), *args, **kwargs)
-            async with conn.transaction(isolation=tx[0], readonly=tx[1]):
-                return await op(_PgConn(conn, self), *args, **kwargs)
+            if not tx[1]:
+                async with conn.transaction(isolation=tx[0]):
+                    return await op(_PgConn(conn, self), *args, **kwargs)
+            transaction = conn.transaction(isolation=tx[0], readonly=True)
+            await transaction.start()
+            try:
+                result = await op(_PgConn(conn, self), *args, **kwargs)
+            except Exception:
+                await transaction.rollback()
+                raise
+            slot.ending = asyncio.ensure_future(self._end(slot, conn, transaction))
+            return result
         except _LOST as exc:
             if slot.conn is not None:
                 log.warning(
@@ -234,6 +255,19 @@ class PostgresEngine:
             self._drop(slot)
             raise
 
+    @classmethod
+    async def _end(cls, slot: _Slot, conn: Any, transaction: Any) -> None:
+        """COMMIT a read on ``conn``, ``slot``'s connection; should that fail, throw the
+        connection away (never raises)."""
+        try:
+            await transaction.commit()
+        except Exception as exc:
+            if slot.conn is conn:
+                log.warning("PostgreSQL COMMIT of a read failed (%s); reconnecting", exc)
+                cls._drop(slot)
+        finally:
+            slot.ending = None
+
     @staticmethod
     def _drop(slot: _Slot) -> None:
         if slot.conn is not None:
@@ -243,7 +277,7 @@ class PostgresEngine:
     async def _read(self, op: Op[..., T], args: Any, kwargs: Any, tx: tuple[str, bool] | None) -> T:
         started = time.perf_counter()
         async with self._reader_slots:
-            slot = self._readers.pop()
+            slot = self._readers.popleft()
             try:
                 try:
                     return await run_asyncio(self._run, slot, op, args, kwargs, tx)
@@ -281,6 +315,8 @@ class PostgresEngine:
 
     async def _close(self) -> None:
         for slot in [self._writer, *self._readers]:
+            if slot.ending is not None:
+                await slot.ending
             if slot.conn is not None:
                 await slot.conn.close(timeout=5)
                 slot.conn = None

@@ -43,6 +43,7 @@ from .presence_tracker import PresenceTracker
 from .request import SyncRequest
 from .response import KeyCounts, SyncContext, SyncResponse
 from .streams import PROVIDERS
+from .streams.pdu import JoinedRoomsDiffer
 from .streams.to_device import ToDeviceAcks
 from .timeline import Viewer
 
@@ -80,25 +81,42 @@ class Waiting:
         self.wait_from = since
 
 
-async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
-    resp = SyncResponse(
+def _new_response(ctx: SyncContext) -> SyncResponse:
+    return SyncResponse(
         next_batch=ctx.now,
         state_field=ctx.state_field,
         client_format=ctx.viewer.fmt != "federation",
     )
+
+
+async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
+    resp = _new_response(ctx)
     since = ctx.since
     if since is None or ctx.full_state or since.pdu < ctx.now.pdu or since.invite < ctx.now.invite:
         # Room events and invites from ignored users are never served.
         if ctx.ignored_users is None:
             ctx.ignored_users = await ignored_users(conn, ctx.user_id)
         ctx.viewer = replace(ctx.viewer, ignored=ctx.ignored_users)
-    # Room events first: the other streams look at the rooms it put in the response.
-    # Their queries are independent of one another, so they go to the server together.
-    first, *others = PROVIDERS
     if ctx.since is None:
-        await first.complete(conn, ctx, resp)
-        await together(conn, [partial(p.complete, ctx=ctx, resp=resp) for p in others])
+        # No stream of a complete sync depends on another's output: every stream's
+        # queries go to the server together, round by round. The room sections the room
+        # events give take precedence over an invite to the same room.
+        try:
+            await together(conn, [partial(p.complete, ctx=ctx, resp=resp) for p in PROVIDERS])
+        except JoinedRoomsDiffer:
+            # The rooms the streams were given as joined were not (now they are right).
+            resp = _new_response(ctx)
+            await together(conn, [partial(p.complete, ctx=ctx, resp=resp) for p in PROVIDERS])
+        resp.drop_shadowed_invites()
+    elif ctx.memberships_quiet and not ctx.full_state:
+        # No membership of the user or of its rooms moved since ``since``: no room is
+        # newly joined, so no stream depends on another's output; all go together.
+        await together(conn, [partial(p.incremental, ctx=ctx, resp=resp) for p in PROVIDERS])
+        resp.drop_shadowed_invites()
     else:
+        # Room events first: the other streams look at the rooms it put in the response
+        # (the newly joined ones). Their queries are independent of one another.
+        first, *others = PROVIDERS
         await first.incremental(conn, ctx, resp)
         await together(conn, [partial(p.incremental, ctx=ctx, resp=resp) for p in others])
     return resp

@@ -159,6 +159,27 @@ class SyncResponse:
             or room_id in self.knock
         )
 
+    def drop_shadowed_invites(self) -> None:
+        """Drop the invites of rooms that are also joined, left or knocked on: a room is
+        in one section only, and the others say where the user is now."""
+        for room_id in [
+            r for r in self.invite if r in self.join or r in self.leave or r in self.knock
+        ]:
+            del self.invite[room_id]
+
+    def put_joined(self, room_id: str, room: JoinedRoom) -> None:
+        """Make ``room`` the ``rooms.join`` section of ``room_id``, keeping the ephemeral
+        events, account data and unread counts other streams already gave it."""
+        had = self.join.get(room_id)
+        if had is not None:
+            room.ephemeral[:0] = had.ephemeral
+            room.account_data[:0] = had.account_data
+            if had.unread is not None:
+                room.unread = had.unread
+            if had.unread_threads is not None:
+                room.unread_threads = had.unread_threads
+        self.join[room_id] = room
+
     def joined_room(self, room_id: str) -> JoinedRoom:
         """The ``rooms.join`` section of ``room_id``, added (with an empty timeline) if the
         room has only ephemeral events, account data or unread counts to show."""

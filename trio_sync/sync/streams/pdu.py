@@ -40,6 +40,11 @@ RANGE_SCAN_MAX = 2000
 _STRIPPED = ("content", "sender", "state_key", "type")
 
 
+class JoinedRoomsDiffer(Exception):
+    """The joined rooms of a complete sync's memberships are not those the handler had in
+    memory (``ctx.joined``, now corrected): the response is to be gathered again."""
+
+
 def _lazy_members(ctx: SyncContext, timeline: Sequence[q.TimelineEvent]) -> list[str] | None:
     """The members whose state a lazy-loading client needs for ``timeline`` (its senders
     and the user itself), or None when the client does not lazy-load."""
@@ -154,20 +159,31 @@ async def joined_sections(
     in_range: Mapping[str, list[q.TimelineEvent]] | None = None,
     summaries: Mapping[str, q.Summary] | None = None,
     changes: q.StateChanges | None = None,
+    pages: Mapping[str, list[q.TimelineEvent]] | None = None,
 ) -> dict[str, JoinedRoom]:
     """:func:`room_section` for each of ``rooms`` over the same range, reading the first
     timeline page of every room in one statement and, for ``full_state`` without lazy
     loading, every room's state in one more: the statements do not grow with the number
     of rooms. Rooms whose first page holds too few wanted events (filters, ignored users)
-    or whose history the user may only partly see read more pages of their own."""
+    or whose history the user may only partly see read more pages of their own.
+
+    ``pages`` are first pages (:func:`first_page_size`) the caller read before it knew
+    ``access``: they are used for the rooms whose range the user may see whole, and the
+    others read their own as if they had not been given."""
     viewer = ctx.viewer
     limit = ctx.filter.timeline_limit(10)
     tfilt = ctx.filter.room.timeline
     preread = in_range or {}
-    unread = [r for r in rooms if r not in preread and access[r].everything_visible(after, upto)]
-    pages = await ctx.shared.newest_pages(
-        conn, unread, after, upto, first_page_size(limit), viewer.fmt
-    )
+    whole = [r for r in rooms if r not in preread and access[r].everything_visible(after, upto)]
+    given = pages or {}
+    pages = {r: given[r] for r in whole if r in given}
+    unread = [r for r in whole if r not in pages]
+    if unread:
+        pages.update(
+            await ctx.shared.newest_pages(
+                conn, unread, after, upto, first_page_size(limit), viewer.fmt
+            )
+        )
     chosen: dict[str, Selected] = {}
     for room_id in rooms:
         chosen[room_id] = await select_recent(
@@ -349,27 +365,55 @@ class PduStream:
     """Rooms the user is or was in, from the room event stream."""
 
     async def complete(self, conn: Conn, ctx: SyncContext, resp: SyncResponse) -> None:
+        """Every room of the user at ``now``. The rooms the handler found joined in memory
+        (``ctx.joined``) have their access, summaries and first timeline pages read in the
+        same round as the memberships that confirm them. Raises :class:`JoinedRoomsDiffer`
+        (with ``ctx.joined`` set to what the memberships say) when they do not: the other
+        streams relied on ``ctx.joined`` too, so the whole response is to be read again."""
         now = ctx.now.pdu
         allows = ctx.filter.room.allows_room
-        mine = {
-            r: m for r, m in (await q.memberships_at(conn, ctx.user_id, now)).items() if allows(r)
-        }
+        guess = ctx.joined or []
+        page = first_page_size(ctx.filter.timeline_limit(10))
+        found, access, summaries, pages = await together(
+            conn,
+            [
+                partial(q.memberships_at, user_id=ctx.user_id, at=now),
+                partial(load_access, user_id=ctx.user_id, room_ids=guess, upto=now),
+                partial(q.room_summaries, room_ids=guess, at=now, user_id=ctx.user_id),
+                partial(
+                    ctx.shared.newest_pages,
+                    rooms=guess,
+                    after=0,
+                    upto=now,
+                    limit=page,
+                    fmt=ctx.viewer.fmt,
+                ),
+            ],
+        )
+        mine = {r: m for r, m in found.items() if allows(r)}
         if not ctx.filter.room.include_leave:
             mine = {r: m for r, m in mine.items() if m.membership not in ("leave", "ban")}
         joined = [r for r, m in mine.items() if m.membership == "join"]
-        access, summaries = await together(
-            conn,
-            [
-                partial(load_access, user_id=ctx.user_id, room_ids=mine, upto=now),
-                partial(q.room_summaries, room_ids=joined, at=now, user_id=ctx.user_id),
-            ],
-        )
+        if set(joined) != set(guess):
+            ctx.joined = sorted(joined)
+            raise JoinedRoomsDiffer
+        left = [r for r, m in mine.items() if m.membership in ("leave", "ban")]
+        if left:
+            access.update(await load_access(conn, ctx.user_id, left, now))
         sections = await joined_sections(
-            conn, ctx, joined, access, after=0, upto=now, full_state=True, summaries=summaries
+            conn,
+            ctx,
+            joined,
+            access,
+            after=0,
+            upto=now,
+            full_state=True,
+            summaries=summaries,
+            pages=pages,
         )
         for room_id, m in mine.items():
             if m.membership == "join":
-                resp.join[room_id] = sections[room_id]
+                resp.put_joined(room_id, sections[room_id])
             elif m.membership == "knock":
                 resp.knock[room_id] = await knock_state(conn, m)
             elif m.membership in ("leave", "ban"):
@@ -458,7 +502,7 @@ class PduStream:
         )
         for room_id, section in sections.items():
             if section.timeline.events or section.state or ctx.full_state:
-                resp.join[room_id] = section
+                resp.put_joined(room_id, section)
 
     async def _changed_room(
         self,
