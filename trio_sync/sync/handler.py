@@ -101,12 +101,13 @@ async def _gather(conn: Conn, ctx: SyncContext) -> SyncResponse:
         # No stream of a complete sync depends on another's output: every stream's
         # queries go to the server together, round by round. The room sections the room
         # events give take precedence over an invite to the same room.
+        complete = [p.complete for p in PROVIDERS]
         try:
-            await together(conn, [partial(p.complete, ctx=ctx, resp=resp) for p in PROVIDERS])
+            await together(conn, [partial(c, ctx=ctx, resp=resp) for c in complete])
         except JoinedRoomsDiffer:
             # The rooms the streams were given as joined were not (now they are right).
             resp = _new_response(ctx)
-            await together(conn, [partial(p.complete, ctx=ctx, resp=resp) for p in PROVIDERS])
+            await together(conn, [partial(c, ctx=ctx, resp=resp) for c in complete])
         resp.drop_shadowed_invites()
     elif ctx.memberships_quiet and not ctx.full_state:
         # No membership of the user or of its rooms moved since ``since``: no room is
