@@ -15,7 +15,7 @@ member events of the timeline's senders and the user itself, once per connection
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -111,14 +111,14 @@ async def _required_state(
     sent: SentRoom | None,
     upto: int,
     lazy_users: list[str],
+    delta: Sequence[q.StateEvent],
 ) -> tuple[list[q.StateEvent], SentState, bool]:
     """The state entries to send, what the client holds afterwards, and whether the
     room's name, avatar or members may have changed since it was last sent (see
-    :mod:`.required_state`)."""
+    :mod:`.required_state`); ``delta`` is the room's state delta after ``sent``."""
     if sent is None:
         state = await _select_state(conn, room_id, upto, rs, lazy_users)
         return state, SentState(rs, remember_lazy(lazy_users, [])), True
-    delta = await q.state_delta(conn, room_id, sent.sent_upto, upto)
     update = plan_update(sent.required_state, sent.lazy_members, rs, delta, lazy_users)
     entries = list(update.changed)
     if update.read.pairs or update.read_members:
@@ -193,13 +193,43 @@ def _meta(state: list[q.StateEvent], heroes: list[str]) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Shared:
-    """What every room of one :func:`build_rooms` reads from: read for all at once."""
+    """What every room of one :func:`build_rooms` reads from: read for all at once, in
+    the first round of the rooms' own reads (:meth:`ready` waits for it)."""
 
-    access: Mapping[str, RoomAccess]
-    summaries: Mapping[str, q.Summary]
-    unread: Mapping[str, tuple[int, int]]
+    access: dict[str, RoomAccess]
+    summaries: Mapping[str, q.Summary] = field(default_factory=dict)
+    unread: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    done: bool = False
+
+    async def ready(self, conn: Conn) -> _Shared:
+        """Once read: this (a room waits rounds without queries of its own till then)."""
+        while not self.done:
+            await conn.fetch_many([])
+        return self
+
+    async def read(
+        self,
+        conn: Conn,
+        user_id: str,
+        now: int,
+        unknown: list[str],
+        fresh: list[str],
+        joined: list[str],
+    ) -> None:
+        """Read the access of ``unknown`` rooms, the summaries of ``fresh`` ones and the
+        notification counts of ``joined`` ones, as of ``now``."""
+        access, self.summaries, self.unread = await together(
+            conn,
+            [
+                partial(load_access, user_id=user_id, room_ids=unknown, upto=now),
+                partial(q.room_summaries, room_ids=fresh, at=now, user_id=user_id),
+                partial(_unread, user_id=user_id, room_ids=joined),
+            ],
+        )
+        self.access.update(access)
+        self.done = True
 
 
 async def build_rooms(
@@ -226,24 +256,25 @@ async def build_rooms(
     fresh = [
         p.candidate.room_id for p in inside if p.sent is None and p.candidate.membership == "join"
     ]
-    access, summaries, unread = await together(
+    # The rooms' first queries go with the shared reads: a steady room needs nothing
+    # of them before its timeline and state delta.
+    shared = _Shared(steady)
+    unknown = [p.candidate.room_id for p in inside if p.candidate.room_id not in steady]
+    _, *built = await together(
         conn,
         [
             partial(
-                load_access,
+                shared.read,
                 user_id=scope.user_id,
-                room_ids=[r.candidate.room_id for r in inside if r.candidate.room_id not in steady],
-                upto=now,
+                now=now,
+                unknown=unknown,
+                fresh=fresh,
+                joined=joined,
             ),
-            partial(q.room_summaries, room_ids=fresh, at=now, user_id=scope.user_id),
-            partial(_unread, user_id=scope.user_id, room_ids=joined),
+            *(partial(_room, scope=scope, plan=p, shared=shared) for p in plans),
         ],
     )
-    access.update(steady)
-    shared = _Shared(access, summaries, unread)
-    built = await together(
-        conn, [partial(_room, scope=scope, plan=p, shared=shared) for p in plans]
-    )
+    access = shared.access
     out: dict[str, dict[str, Any]] = {}
     sent_now: dict[str, SentRoom] = {}
     timelines: list[tuple[str, Sequence[q.TimelineEvent], int]] = []
@@ -289,32 +320,48 @@ async def _room(
     sent, config = plan.sent, plan.config
     expanded = sent is not None and config.timeline_limit > sent.timeline_limit
     after = 0 if sent is None or expanded else sent.sent_upto
+    if c.room_id not in shared.access:
+        await shared.ready(conn)
     access = shared.access[c.room_id]
-    chosen = await select_recent(
-        conn,
-        c.room_id,
-        access,
-        scope.viewer,
-        _PLAIN,
+    recent = partial(
+        select_recent,
+        room_id=c.room_id,
+        access=access,
+        viewer=scope.viewer,
+        filt=_PLAIN,
         after=after,
         upto=upto,
         limit=config.timeline_limit,
     )
+    # Independent of the timeline: the state delta of a room sent before; the name,
+    # avatar, heroes and member counts of a room sent for the first time.
+    delta: Sequence[q.StateEvent] = ()
+    meta: tuple[list[q.StateEvent], q.Summary] | None = None
+    if sent is None:
+        chosen, meta = await together(
+            conn,
+            [
+                recent,
+                partial(_meta_reads, room_id=c.room_id, upto=upto, scope=scope, shared=shared),
+            ],
+        )
+    else:
+        chosen, delta = await together(
+            conn,
+            [recent, partial(q.state_delta, room_id=c.room_id, after=sent.sent_upto, at=upto)],
+        )
     events = chosen.events
     rs = config.required_state.resolve(scope.user_id)
     lazy_users = (
         list(dict.fromkeys([*(e.sender for e in events), scope.user_id])) if rs.lazy else []
     )
-    state, holds, moved = await _required_state(conn, c.room_id, rs, sent, upto, lazy_users)
-    if moved or expanded:
+    state, holds, moved = await _required_state(conn, c.room_id, rs, sent, upto, lazy_users, delta)
+    if meta is None and (moved or expanded):
+        meta = await _meta_reads(conn, c.room_id, upto, scope, shared)
+    if meta is not None:
         # Name, avatar, heroes and member counts: sent the first time and whenever
         # they may have changed.
-        summary = shared.summaries.get(c.room_id) or await q.room_summary(
-            conn, c.room_id, upto, scope.user_id
-        )
-        meta_state = await q.state_at(
-            conn, c.room_id, upto, types=_META_TYPES, members=summary.heroes
-        )
+        meta_state, summary = meta
         room.update(_meta(meta_state, summary.heroes))
         room["joined_count"] = summary.joined
         room["invited_count"] = summary.invited
@@ -329,11 +376,23 @@ async def _room(
     )
     if expanded:
         room["expanded_timeline"] = True
-    room["notification_count"], room["highlight_count"] = shared.unread.get(c.room_id, (0, 0))
+    unread = (await shared.ready(conn)).unread
+    room["notification_count"], room["highlight_count"] = unread.get(c.room_id, (0, 0))
     held = SentRoom(
         upto, config.timeline_limit, holds.required_state, holds.lazy_members, counts_at
     )
     return room, held, (c.room_id, events, upto)
+
+
+async def _meta_reads(
+    conn: Conn, room_id: str, upto: int, scope: BuildScope, shared: _Shared
+) -> tuple[list[q.StateEvent], q.Summary]:
+    """The room's summary and the state its name, avatar and heroes come from."""
+    summary = (await shared.ready(conn)).summaries.get(room_id) or await q.room_summary(
+        conn, room_id, upto, scope.user_id
+    )
+    state = await q.state_at(conn, room_id, upto, types=_META_TYPES, members=summary.heroes)
+    return state, summary
 
 
 async def _serve_timelines(
