@@ -479,5 +479,6 @@ class SlidingSyncHandler:
             {p.candidate.room_id for p in plans if p.sent is None},
             typing.view,
             since is not None and typing.is_stale(since.typing),
+            since is not None and self._notifier.memberships_quiet(user_id, since.pdu),
         )
         return _Plan(scope, plans, quiet, ext_scope, lists_out, lists_state, news)

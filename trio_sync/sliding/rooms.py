@@ -26,11 +26,11 @@ from ..filters import RoomEventFilter
 from ..storage import Array, Conn
 from ..storage import relations as rel
 from ..storage import rooms as q
-from ..storage.rounds import together
+from ..storage.rounds import Read, together
 from ..storage.visibility import RoomAccess, load_access
 from ..sync.streams.invites import invite_state
 from ..sync.streams.pdu import knock_state
-from ..sync.timeline import Viewer, prev_batch, select_recent
+from ..sync.timeline import Viewer, first_page_size, prev_batch, select_recent
 from ..tokens import StreamToken
 from .request import RequiredState, RoomConfig
 from .required_state import plan_update, remember_lazy
@@ -57,6 +57,11 @@ class SentState:
 
     required_state: RequiredState
     lazy_members: tuple[str, ...]
+
+
+#: A room's chosen timeline events, the position they reach, and which events among
+#: the newest have relations to bundle (when looked at with the timeline).
+_Timeline = tuple[str, Sequence[q.TimelineEvent], int, rel.NewestParents | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +282,7 @@ async def build_rooms(
     access = shared.access
     out: dict[str, dict[str, Any]] = {}
     sent_now: dict[str, SentRoom] = {}
-    timelines: list[tuple[str, Sequence[q.TimelineEvent], int]] = []
+    timelines: list[_Timeline] = []
     for plan, (room, sent, timeline) in zip(plans, built, strict=True):
         out[plan.candidate.room_id] = room
         sent_now[plan.candidate.room_id] = sent
@@ -289,7 +294,7 @@ async def build_rooms(
 
 async def _room(
     conn: Conn, scope: BuildScope, plan: RoomPlan, shared: _Shared
-) -> tuple[dict[str, Any], SentRoom, tuple[str, Sequence[q.TimelineEvent], int] | None]:
+) -> tuple[dict[str, Any], SentRoom, _Timeline | None]:
     """One room's entry (its timeline not yet served), what the connection has of it
     afterwards, and the timeline to serve (none for an invite or a knock)."""
     c = plan.candidate
@@ -335,21 +340,31 @@ async def _room(
     )
     # Independent of the timeline: the state delta of a room sent before; the name,
     # avatar, heroes and member counts of a room sent for the first time.
+    # On PostgreSQL, which of the newest events have relations to bundle too.
     delta: Sequence[q.StateEvent] = ()
     meta: tuple[list[q.StateEvent], q.Summary] | None = None
+    reads: list[Read] = [
+        recent,
+        partial(_meta_reads, room_id=c.room_id, upto=upto, scope=scope, shared=shared)
+        if sent is None
+        else partial(q.state_delta, room_id=c.room_id, after=sent.sent_upto, at=upto),
+    ]
+    if conn.dialect == "postgres":
+        reads.append(
+            partial(
+                rel.parents_among_newest,
+                room_id=c.room_id,
+                after=after,
+                upto=upto,
+                newest=first_page_size(config.timeline_limit),
+                children_upto=scope.now.pdu,
+            )
+        )
+    chosen, other, *parents = await together(conn, reads)
     if sent is None:
-        chosen, meta = await together(
-            conn,
-            [
-                recent,
-                partial(_meta_reads, room_id=c.room_id, upto=upto, scope=scope, shared=shared),
-            ],
-        )
+        meta = other
     else:
-        chosen, delta = await together(
-            conn,
-            [recent, partial(q.state_delta, room_id=c.room_id, after=sent.sent_upto, at=upto)],
-        )
+        delta = other
     events = chosen.events
     rs = config.required_state.resolve(scope.user_id)
     lazy_users = (
@@ -381,7 +396,7 @@ async def _room(
     held = SentRoom(
         upto, config.timeline_limit, holds.required_state, holds.lazy_members, counts_at
     )
-    return room, held, (c.room_id, events, upto)
+    return room, held, (c.room_id, events, upto, parents[0] if parents else None)
 
 
 async def _meta_reads(
@@ -399,19 +414,28 @@ async def _serve_timelines(
     conn: Conn,
     scope: BuildScope,
     access: Mapping[str, RoomAccess],
-    timelines: Sequence[tuple[str, Sequence[q.TimelineEvent], int]],
+    timelines: Sequence[_Timeline],
     out: dict[str, dict[str, Any]],
 ) -> None:
     """Serve each room's chosen timeline events into ``out[room]["timeline"]``, with the
-    bundled aggregations ``/sync`` gives them. One query finds which events of all the
-    rooms have relations to bundle; only rooms with such events read their bundles."""
-    with_children = await rel.parents_with_children(
+    bundled aggregations ``/sync`` gives them. Which events have relations to bundle is
+    known for rooms whose timeline lies among the newest events looked at with it; one
+    query finds them for the other rooms. Only rooms with such events read their
+    bundles."""
+    with_children: set[str] = set()
+    unknown = []
+    for room_id, events, _, known in timelines:
+        if known is not None and known.cover([e.pos for e in events]):
+            with_children |= known.parents
+        else:
+            unknown.append((room_id, events))
+    with_children |= await rel.parents_with_children(
         conn,
-        [room_id for room_id, _, _ in timelines],
-        [e.event_id for _, events, _ in timelines for e in events],
+        [room_id for room_id, _ in unknown],
+        [e.event_id for _, events in unknown for e in events],
         scope.now.pdu,
     )
-    for room_id, events, upto in timelines:
+    for room_id, events, upto, _ in timelines:
         bundled = (
             await bundles(conn, scope.viewer, access[room_id], room_id, events, upto)
             if any(e.event_id in with_children for e in events)

@@ -94,6 +94,47 @@ async def parents_with_children(
     return {str(r[0]) for r in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class NewestParents:
+    """Which of a room's newest syncable events have a child of a bundled relation type
+    (see :func:`parents_among_newest`)."""
+
+    parents: frozenset[str]
+    #: The events looked at are all those of the range at ``p >= lowest``.
+    lowest: int
+
+    def cover(self, positions: Sequence[int]) -> bool:
+        """Whether the events at ``positions`` (in the range) were all looked at."""
+        return all(p >= self.lowest for p in positions)
+
+
+async def parents_among_newest(
+    conn: Conn, room_id: str, after: int, upto: int, newest: int, children_upto: int
+) -> NewestParents:
+    """Of the room's ``newest`` newest syncable events at ``after < p <= upto``, those
+    with a child of a bundled relation type at ``p <= children_upto``: one query that
+    needs no event IDs, so it can be asked before a timeline is chosen from those events.
+    PostgreSQL only."""
+    row = (
+        await conn.fetch(
+            "WITH page AS (SELECT event_id, pos FROM events WHERE room_id = $1 AND pos > $2 "
+            "AND pos <= $3 AND exclude_from_sync = 0 ORDER BY pos DESC LIMIT $4) "
+            "SELECT (SELECT MIN(pos) FROM page), (SELECT COUNT(*) FROM page), "
+            "ARRAY(SELECT DISTINCT r.parent_id FROM relations r JOIN page "
+            "ON page.event_id = r.parent_id WHERE r.room_id = $1 AND r.rel_type = ANY($5) "
+            "AND r.pos <= $6)",
+            room_id,
+            after,
+            upto,
+            newest,
+            Array(list(BUNDLED)),
+            children_upto,
+        )
+    )[0]
+    lowest = after + 1 if int(row[1]) < newest else int(row[0])
+    return NewestParents(frozenset(str(p) for p in row[2]), lowest)
+
+
 _CHILD_COLUMNS = (
     "r.parent_id, r.rel_type, r.event_id, r.pos, r.sender, c.type, c.state_key, "
     "c.origin_server_ts, r.new_content"
