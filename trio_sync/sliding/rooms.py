@@ -38,6 +38,8 @@ from .room_lists import Candidate
 from .store import SentRoom
 
 _PLAIN = RoomEventFilter()
+#: The most rooms sent before that look for relations to bundle with their timeline.
+SPECULATE_MAX = 4
 _META_TYPES = ("m.room.name", "m.room.avatar", q.MEMBER)
 
 
@@ -261,6 +263,13 @@ async def build_rooms(
     fresh = [
         p.candidate.room_id for p in inside if p.sent is None and p.candidate.membership == "join"
     ]
+    # On PostgreSQL, rooms sent before (a narrow range of new events) ask which of their
+    # newest events have relations to bundle with their timeline, saving the relations
+    # query after it; not for many rooms, where the planning of those queries would
+    # cost more than the round trip saved.
+    speculate = (
+        conn.dialect == "postgres" and sum(1 for p in plans if p.sent is not None) <= SPECULATE_MAX
+    )
     # The rooms' first queries go with the shared reads: a steady room needs nothing
     # of them before its timeline and state delta.
     shared = _Shared(steady)
@@ -276,7 +285,10 @@ async def build_rooms(
                 fresh=fresh,
                 joined=joined,
             ),
-            *(partial(_room, scope=scope, plan=p, shared=shared) for p in plans),
+            *(
+                partial(_room, scope=scope, plan=p, shared=shared, speculate=speculate)
+                for p in plans
+            ),
         ],
     )
     access = shared.access
@@ -293,7 +305,7 @@ async def build_rooms(
 
 
 async def _room(
-    conn: Conn, scope: BuildScope, plan: RoomPlan, shared: _Shared
+    conn: Conn, scope: BuildScope, plan: RoomPlan, shared: _Shared, speculate: bool
 ) -> tuple[dict[str, Any], SentRoom, _Timeline | None]:
     """One room's entry (its timeline not yet served), what the connection has of it
     afterwards, and the timeline to serve (none for an invite or a knock)."""
@@ -340,7 +352,7 @@ async def _room(
     )
     # Independent of the timeline: the state delta of a room sent before; the name,
     # avatar, heroes and member counts of a room sent for the first time.
-    # On PostgreSQL, which of the newest events have relations to bundle too.
+    # With ``speculate``, which of the newest events have relations to bundle too.
     delta: Sequence[q.StateEvent] = ()
     meta: tuple[list[q.StateEvent], q.Summary] | None = None
     reads: list[Read] = [
@@ -349,7 +361,7 @@ async def _room(
         if sent is None
         else partial(q.state_delta, room_id=c.room_id, after=sent.sent_upto, at=upto),
     ]
-    if conn.dialect == "postgres":
+    if speculate and sent is not None:
         reads.append(
             partial(
                 rel.parents_among_newest,
