@@ -6,10 +6,11 @@ when it is not a live position of this user, device and ``conn_id``). A response
 built against the current token; when it holds nothing new for the client and
 ``timeout`` allows, the request parks in the notifier exactly as ``/sync`` does — a
 ``trio.move_on_at`` around :meth:`Notifier.wait_for_update` — and builds again when
-woken. Building is two reads: the candidate rooms with what sorting and filtering need
-(one snapshot), then the rooms to send and the extensions (another snapshot), both
-bounded by the same token. A response that changes what the client has is recorded as
-a new position in one write; one that changes nothing returns the same ``pos``.
+woken. Building reads the candidate rooms with what sorting and filtering need (none
+when all of it is known in memory), then the rooms to send and the extensions, all
+bounded by the same token: one snapshot on PostgreSQL, two on SQLite. A response that
+changes what the client has is recorded as a new position in one write; one that
+changes nothing returns the same ``pos``.
 Cancellation (client gone) ends the wait at once; nothing is recorded then.
 """
 
