@@ -172,14 +172,24 @@ async def _build_rooms_and_extensions(
     req: SlidingRequest,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, SentRoom], dict[str, Any]]:
     """One snapshot: the rooms of ``plans``, those of ``quiet`` whose notification counts
-    changed since they were sent, and the extensions."""
-    if quiet:
-        plans = plans + await counts_changed(conn, scope.user_id, quiet, scope.now.notification)
+    changed since they were sent, and the extensions, all read together (which quiet
+    rooms changed is asked in the first round, with the other rooms' first queries)."""
+
+    async def changed(conn: Conn) -> tuple[dict[str, dict[str, Any]], dict[str, SentRoom]]:
+        moved = await counts_changed(conn, scope.user_id, quiet, scope.now.notification)
+        return await build_rooms(conn, scope, moved) if moved else ({}, {})
+
     reads: list[Read] = [partial(build_rooms, scope=scope, plans=plans)]
+    if quiet:
+        reads.append(changed)
     if req.extensions:
         reads.append(partial(build_extensions, scope=ext_scope, req=req))
-    (rooms, sent), *extensions = await together(conn, reads)
-    return rooms, sent, extensions[0] if extensions else {}
+    results = await together(conn, reads)
+    rooms, sent = results[0]
+    if quiet:
+        more_rooms, more_sent = results[1]
+        rooms, sent = {**rooms, **more_rooms}, {**sent, **more_sent}
+    return rooms, sent, results[-1] if req.extensions else {}
 
 
 def _wants_sending(
