@@ -36,6 +36,7 @@ from ..sync.streams import (
     ToDeviceStream,
     TypingStream,
 )
+from ..sync.streams.device_lists import device_list_changes
 from ..sync.timeline import Viewer
 from ..tokens import StreamToken
 from ..typing_state import TypingView
@@ -64,6 +65,9 @@ class ExtensionScope:
     initial: set[str]
     typing: TypingView = field(default_factory=lambda: MappingProxyType({}))
     typing_reset: bool = False
+    #: No membership of the user or in its rooms changed after ``since`` (known in
+    #: memory): device list changes need not look at the PDU stream.
+    memberships_quiet: bool = False
 
 
 def _covered(scope: ExtensionScope, ext: ExtensionRequest) -> list[str]:
@@ -91,6 +95,7 @@ def _context(scope: ExtensionScope, since: StreamToken | None, joined: list[str]
         joined=joined,
         typing=scope.typing,
         typing_reset=scope.typing_reset,
+        memberships_quiet=scope.memberships_quiet,
     )
 
 
@@ -136,7 +141,24 @@ async def to_device(conn: Conn, scope: ExtensionScope, ext: ExtensionRequest) ->
 
 
 async def e2ee(conn: Conn, scope: ExtensionScope) -> dict[str, Any]:
-    resp = await _run(conn, _DEVICE_LISTS, scope, [])
+    # The device's key counts (what a complete sync gives) and, incrementally, the
+    # device list changes, read together.
+    ctx = _context(scope, scope.since, [])
+    resp = SyncResponse(next_batch=scope.now)
+    reads: list[Read] = [partial(_DEVICE_LISTS.complete, ctx=ctx, resp=resp)]
+    if scope.since is not None:
+        reads.append(
+            partial(
+                device_list_changes,
+                user_id=scope.user_id,
+                since=scope.since,
+                now=scope.now,
+                memberships_quiet=scope.memberships_quiet,
+            )
+        )
+    _, *changes = await together(conn, reads)
+    if changes:
+        resp.device_lists_changed, resp.device_lists_left = changes[0]
     out: dict[str, Any] = {
         "device_lists": {"changed": resp.device_lists_changed, "left": resp.device_lists_left},
         "device_one_time_keys_count": resp.one_time_keys_count or {},

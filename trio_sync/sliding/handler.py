@@ -6,10 +6,11 @@ when it is not a live position of this user, device and ``conn_id``). A response
 built against the current token; when it holds nothing new for the client and
 ``timeout`` allows, the request parks in the notifier exactly as ``/sync`` does — a
 ``trio.move_on_at`` around :meth:`Notifier.wait_for_update` — and builds again when
-woken. Building is two reads: the candidate rooms with what sorting and filtering need
-(one snapshot), then the rooms to send and the extensions (another snapshot), both
-bounded by the same token. A response that changes what the client has is recorded as
-a new position in one write; one that changes nothing returns the same ``pos``.
+woken. Building reads the candidate rooms with what sorting and filtering need (none
+when all of it is known in memory), then the rooms to send and the extensions, all
+bounded by the same token: one snapshot on PostgreSQL, two on SQLite. A response that
+changes what the client has is recorded as a new position in one write; one that
+changes nothing returns the same ``pos``.
 Cancellation (client gone) ends the wait at once; nothing is recorded then.
 """
 
@@ -141,6 +142,20 @@ def _given(value: T) -> Read:
 
 
 @dataclass(slots=True)
+class _Plan:
+    """What a response builds, decided from what the first read found."""
+
+    scope: BuildScope
+    plans: list[RoomPlan]
+    quiet: list[RoomPlan]
+    ext: ExtensionScope
+    lists_out: dict[str, Any]
+    lists_state: dict[str, ListState]
+    #: Whether the lists changed for the client.
+    news: bool
+
+
+@dataclass(slots=True)
 class _Built:
     body: dict[str, Any]
     lists: dict[str, ListState]
@@ -157,14 +172,24 @@ async def _build_rooms_and_extensions(
     req: SlidingRequest,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, SentRoom], dict[str, Any]]:
     """One snapshot: the rooms of ``plans``, those of ``quiet`` whose notification counts
-    changed since they were sent, and the extensions."""
-    if quiet:
-        plans = plans + await counts_changed(conn, scope.user_id, quiet, scope.now.notification)
+    changed since they were sent, and the extensions, all read together (which quiet
+    rooms changed is asked in the first round, with the other rooms' first queries)."""
+
+    async def changed(conn: Conn) -> tuple[dict[str, dict[str, Any]], dict[str, SentRoom]]:
+        moved = await counts_changed(conn, scope.user_id, quiet, scope.now.notification)
+        return await build_rooms(conn, scope, moved) if moved else ({}, {})
+
     reads: list[Read] = [partial(build_rooms, scope=scope, plans=plans)]
+    if quiet:
+        reads.append(changed)
     if req.extensions:
         reads.append(partial(build_extensions, scope=ext_scope, req=req))
-    (rooms, sent), *extensions = await together(conn, reads)
-    return rooms, sent, extensions[0] if extensions else {}
+    results = await together(conn, reads)
+    rooms, sent = results[0]
+    if quiet:
+        more_rooms, more_sent = results[1]
+        rooms, sent = {**rooms, **more_rooms}, {**sent, **more_sent}
+    return rooms, sent, results[-1] if req.extensions else {}
 
 
 def _wants_sending(
@@ -219,7 +244,9 @@ class SlidingSyncHandler:
     async def _sliding(self, device: Device, req: SlidingRequest) -> dict[str, Any]:
         key = (device.user_id, device.device_id, req.conn_id)
         state = self._connections.get(key, {}).get(req.pos or -1)
-        if state is None or now_ms() - state.created_ms > POSITION_TTL_MS:
+        if req.pos is None:
+            state = Connection()  # a new connection: nothing to read
+        elif state is None or now_ms() - state.created_ms > POSITION_TTL_MS:
             state = await self._engine.read(
                 load_connection, device.user_id, device.device_id, req.conn_id, req.pos
             )
@@ -334,10 +361,53 @@ class SlidingSyncHandler:
             list(req.lists.values()),
         )
         try:
-            # Everything may be known already: then no storage hop at all.
+            # Everything may be known already: then no storage hop for the rooms.
             found = await _find_rooms(NO_STORAGE, *args)
         except StorageNeeded:
-            found = await self._engine.read(_find_rooms, *args)
+            found = None
+            if self._engine.name != "postgres":
+                # SQLite runs an operation in a thread of its own: plan in Trio's.
+                found = await self._engine.read(_find_rooms, *args)
+        if found is not None:
+            plan = self._plan(device, req, state, subscriptions, now, cached, found)
+            rooms, sent_rooms, extensions = await self._engine.read(
+                _build_rooms_and_extensions, plan.scope, plan.plans, plan.quiet, plan.ext, req
+            )
+        else:
+            # PostgreSQL runs the operation in Trio's thread: finding the rooms, planning
+            # and building them is one transaction (a transaction costs two round trips).
+            async def find_and_build(
+                conn: Conn,
+            ) -> tuple[
+                _Plan, tuple[dict[str, dict[str, Any]], dict[str, SentRoom], dict[str, Any]]
+            ]:
+                found = await _find_rooms(conn, *args)
+                plan = self._plan(device, req, state, subscriptions, now, cached, found)
+                return plan, await _build_rooms_and_extensions(
+                    conn, plan.scope, plan.plans, plan.quiet, plan.ext, req
+                )
+
+            plan, (rooms, sent_rooms, extensions) = await self._engine.read(find_and_build)
+        ext = req.extension("to_device")
+        if ext is not None and extensions["to_device"]["events"]:
+            self._sync.to_device_acks.sent_upto(device, int(extensions["to_device"]["next_batch"]))
+        news = plan.news or bool(rooms) or has_news(extensions, since, list(req.extensions))
+        body: dict[str, Any] = {"lists": plan.lists_out, "rooms": rooms, "extensions": extensions}
+        return _Built(body, plan.lists_state, sent_rooms, news)
+
+    def _plan(
+        self,
+        device: Device,
+        req: SlidingRequest,
+        state: Connection,
+        subscriptions: Mapping[str, RoomConfig],
+        now: StreamToken,
+        cached: dict[str, Candidate] | None,
+        found: _Found,
+    ) -> _Plan:
+        """What to build, from what the first read found (and remembering it)."""
+        user_id = device.user_id
+        since = state.token
         if found.facts.direct_data is not None:
             self._account.pop(user_id, None)
             self._account[user_id] = (now.account_data, found.ignored, found.facts.direct_data)
@@ -420,13 +490,6 @@ class SlidingSyncHandler:
             {p.candidate.room_id for p in plans if p.sent is None},
             typing.view,
             since is not None and typing.is_stale(since.typing),
+            since is not None and self._notifier.memberships_quiet(user_id, since.pdu),
         )
-        rooms, sent_rooms, extensions = await self._engine.read(
-            _build_rooms_and_extensions, scope, plans, quiet, ext_scope, req
-        )
-        ext = req.extension("to_device")
-        if ext is not None and extensions["to_device"]["events"]:
-            self._sync.to_device_acks.sent_upto(device, int(extensions["to_device"]["next_batch"]))
-        news = news or bool(rooms) or has_news(extensions, since, list(req.extensions))
-        body: dict[str, Any] = {"lists": lists_out, "rooms": rooms, "extensions": extensions}
-        return _Built(body, lists_state, sent_rooms, news)
+        return _Plan(scope, plans, quiet, ext_scope, lists_out, lists_state, news)

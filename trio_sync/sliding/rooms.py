@@ -15,7 +15,7 @@ member events of the timeline's senders and the user itself, once per connection
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -26,11 +26,11 @@ from ..filters import RoomEventFilter
 from ..storage import Array, Conn
 from ..storage import relations as rel
 from ..storage import rooms as q
-from ..storage.rounds import together
+from ..storage.rounds import Read, together
 from ..storage.visibility import RoomAccess, load_access
 from ..sync.streams.invites import invite_state
 from ..sync.streams.pdu import knock_state
-from ..sync.timeline import Viewer, prev_batch, select_recent
+from ..sync.timeline import Viewer, first_page_size, prev_batch, select_recent
 from ..tokens import StreamToken
 from .request import RequiredState, RoomConfig
 from .required_state import plan_update, remember_lazy
@@ -38,6 +38,8 @@ from .room_lists import Candidate
 from .store import SentRoom
 
 _PLAIN = RoomEventFilter()
+#: The most rooms sent before that look for relations to bundle with their timeline.
+SPECULATE_MAX = 4
 _META_TYPES = ("m.room.name", "m.room.avatar", q.MEMBER)
 
 
@@ -57,6 +59,11 @@ class SentState:
 
     required_state: RequiredState
     lazy_members: tuple[str, ...]
+
+
+#: A room's chosen timeline events, the position they reach, and which events among
+#: the newest have relations to bundle (when looked at with the timeline).
+_Timeline = tuple[str, Sequence[q.TimelineEvent], int, rel.NewestParents | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +118,14 @@ async def _required_state(
     sent: SentRoom | None,
     upto: int,
     lazy_users: list[str],
+    delta: Sequence[q.StateEvent],
 ) -> tuple[list[q.StateEvent], SentState, bool]:
     """The state entries to send, what the client holds afterwards, and whether the
     room's name, avatar or members may have changed since it was last sent (see
-    :mod:`.required_state`)."""
+    :mod:`.required_state`); ``delta`` is the room's state delta after ``sent``."""
     if sent is None:
         state = await _select_state(conn, room_id, upto, rs, lazy_users)
         return state, SentState(rs, remember_lazy(lazy_users, [])), True
-    delta = await q.state_delta(conn, room_id, sent.sent_upto, upto)
     update = plan_update(sent.required_state, sent.lazy_members, rs, delta, lazy_users)
     entries = list(update.changed)
     if update.read.pairs or update.read_members:
@@ -193,13 +200,43 @@ def _meta(state: list[q.StateEvent], heroes: list[str]) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Shared:
-    """What every room of one :func:`build_rooms` reads from: read for all at once."""
+    """What every room of one :func:`build_rooms` reads from: read for all at once, in
+    the first round of the rooms' own reads (:meth:`ready` waits for it)."""
 
-    access: Mapping[str, RoomAccess]
-    summaries: Mapping[str, q.Summary]
-    unread: Mapping[str, tuple[int, int]]
+    access: dict[str, RoomAccess]
+    summaries: Mapping[str, q.Summary] = field(default_factory=dict)
+    unread: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    done: bool = False
+
+    async def ready(self, conn: Conn) -> _Shared:
+        """Once read: this (a room waits rounds without queries of its own till then)."""
+        while not self.done:
+            await conn.fetch_many([])
+        return self
+
+    async def read(
+        self,
+        conn: Conn,
+        user_id: str,
+        now: int,
+        unknown: list[str],
+        fresh: list[str],
+        joined: list[str],
+    ) -> None:
+        """Read the access of ``unknown`` rooms, the summaries of ``fresh`` ones and the
+        notification counts of ``joined`` ones, as of ``now``."""
+        access, self.summaries, self.unread = await together(
+            conn,
+            [
+                partial(load_access, user_id=user_id, room_ids=unknown, upto=now),
+                partial(q.room_summaries, room_ids=fresh, at=now, user_id=user_id),
+                partial(_unread, user_id=user_id, room_ids=joined),
+            ],
+        )
+        self.access.update(access)
+        self.done = True
 
 
 async def build_rooms(
@@ -226,27 +263,38 @@ async def build_rooms(
     fresh = [
         p.candidate.room_id for p in inside if p.sent is None and p.candidate.membership == "join"
     ]
-    access, summaries, unread = await together(
+    # On PostgreSQL, rooms sent before (a narrow range of new events) ask which of their
+    # newest events have relations to bundle with their timeline, saving the relations
+    # query after it; not for many rooms, where the planning of those queries would
+    # cost more than the round trip saved.
+    speculate = (
+        conn.dialect == "postgres" and sum(1 for p in plans if p.sent is not None) <= SPECULATE_MAX
+    )
+    # The rooms' first queries go with the shared reads: a steady room needs nothing
+    # of them before its timeline and state delta.
+    shared = _Shared(steady)
+    unknown = [p.candidate.room_id for p in inside if p.candidate.room_id not in steady]
+    _, *built = await together(
         conn,
         [
             partial(
-                load_access,
+                shared.read,
                 user_id=scope.user_id,
-                room_ids=[r.candidate.room_id for r in inside if r.candidate.room_id not in steady],
-                upto=now,
+                now=now,
+                unknown=unknown,
+                fresh=fresh,
+                joined=joined,
             ),
-            partial(q.room_summaries, room_ids=fresh, at=now, user_id=scope.user_id),
-            partial(_unread, user_id=scope.user_id, room_ids=joined),
+            *(
+                partial(_room, scope=scope, plan=p, shared=shared, speculate=speculate)
+                for p in plans
+            ),
         ],
     )
-    access.update(steady)
-    shared = _Shared(access, summaries, unread)
-    built = await together(
-        conn, [partial(_room, scope=scope, plan=p, shared=shared) for p in plans]
-    )
+    access = shared.access
     out: dict[str, dict[str, Any]] = {}
     sent_now: dict[str, SentRoom] = {}
-    timelines: list[tuple[str, Sequence[q.TimelineEvent], int]] = []
+    timelines: list[_Timeline] = []
     for plan, (room, sent, timeline) in zip(plans, built, strict=True):
         out[plan.candidate.room_id] = room
         sent_now[plan.candidate.room_id] = sent
@@ -257,8 +305,8 @@ async def build_rooms(
 
 
 async def _room(
-    conn: Conn, scope: BuildScope, plan: RoomPlan, shared: _Shared
-) -> tuple[dict[str, Any], SentRoom, tuple[str, Sequence[q.TimelineEvent], int] | None]:
+    conn: Conn, scope: BuildScope, plan: RoomPlan, shared: _Shared, speculate: bool
+) -> tuple[dict[str, Any], SentRoom, _Timeline | None]:
     """One room's entry (its timeline not yet served), what the connection has of it
     afterwards, and the timeline to serve (none for an invite or a knock)."""
     c = plan.candidate
@@ -289,32 +337,58 @@ async def _room(
     sent, config = plan.sent, plan.config
     expanded = sent is not None and config.timeline_limit > sent.timeline_limit
     after = 0 if sent is None or expanded else sent.sent_upto
+    if c.room_id not in shared.access:
+        await shared.ready(conn)
     access = shared.access[c.room_id]
-    chosen = await select_recent(
-        conn,
-        c.room_id,
-        access,
-        scope.viewer,
-        _PLAIN,
+    recent = partial(
+        select_recent,
+        room_id=c.room_id,
+        access=access,
+        viewer=scope.viewer,
+        filt=_PLAIN,
         after=after,
         upto=upto,
         limit=config.timeline_limit,
     )
+    # Independent of the timeline: the state delta of a room sent before; the name,
+    # avatar, heroes and member counts of a room sent for the first time.
+    # With ``speculate``, which of the newest events have relations to bundle too.
+    delta: Sequence[q.StateEvent] = ()
+    meta: tuple[list[q.StateEvent], q.Summary] | None = None
+    reads: list[Read] = [
+        recent,
+        partial(_meta_reads, room_id=c.room_id, upto=upto, scope=scope, shared=shared)
+        if sent is None
+        else partial(q.state_delta, room_id=c.room_id, after=sent.sent_upto, at=upto),
+    ]
+    if speculate and sent is not None:
+        reads.append(
+            partial(
+                rel.parents_among_newest,
+                room_id=c.room_id,
+                after=after,
+                upto=upto,
+                newest=first_page_size(config.timeline_limit),
+                children_upto=scope.now.pdu,
+            )
+        )
+    chosen, other, *parents = await together(conn, reads)
+    if sent is None:
+        meta = other
+    else:
+        delta = other
     events = chosen.events
     rs = config.required_state.resolve(scope.user_id)
     lazy_users = (
         list(dict.fromkeys([*(e.sender for e in events), scope.user_id])) if rs.lazy else []
     )
-    state, holds, moved = await _required_state(conn, c.room_id, rs, sent, upto, lazy_users)
-    if moved or expanded:
+    state, holds, moved = await _required_state(conn, c.room_id, rs, sent, upto, lazy_users, delta)
+    if meta is None and (moved or expanded):
+        meta = await _meta_reads(conn, c.room_id, upto, scope, shared)
+    if meta is not None:
         # Name, avatar, heroes and member counts: sent the first time and whenever
         # they may have changed.
-        summary = shared.summaries.get(c.room_id) or await q.room_summary(
-            conn, c.room_id, upto, scope.user_id
-        )
-        meta_state = await q.state_at(
-            conn, c.room_id, upto, types=_META_TYPES, members=summary.heroes
-        )
+        meta_state, summary = meta
         room.update(_meta(meta_state, summary.heroes))
         room["joined_count"] = summary.joined
         room["invited_count"] = summary.invited
@@ -329,30 +403,51 @@ async def _room(
     )
     if expanded:
         room["expanded_timeline"] = True
-    room["notification_count"], room["highlight_count"] = shared.unread.get(c.room_id, (0, 0))
+    unread = (await shared.ready(conn)).unread
+    room["notification_count"], room["highlight_count"] = unread.get(c.room_id, (0, 0))
     held = SentRoom(
         upto, config.timeline_limit, holds.required_state, holds.lazy_members, counts_at
     )
-    return room, held, (c.room_id, events, upto)
+    return room, held, (c.room_id, events, upto, parents[0] if parents else None)
+
+
+async def _meta_reads(
+    conn: Conn, room_id: str, upto: int, scope: BuildScope, shared: _Shared
+) -> tuple[list[q.StateEvent], q.Summary]:
+    """The room's summary and the state its name, avatar and heroes come from."""
+    summary = (await shared.ready(conn)).summaries.get(room_id) or await q.room_summary(
+        conn, room_id, upto, scope.user_id
+    )
+    state = await q.state_at(conn, room_id, upto, types=_META_TYPES, members=summary.heroes)
+    return state, summary
 
 
 async def _serve_timelines(
     conn: Conn,
     scope: BuildScope,
     access: Mapping[str, RoomAccess],
-    timelines: Sequence[tuple[str, Sequence[q.TimelineEvent], int]],
+    timelines: Sequence[_Timeline],
     out: dict[str, dict[str, Any]],
 ) -> None:
     """Serve each room's chosen timeline events into ``out[room]["timeline"]``, with the
-    bundled aggregations ``/sync`` gives them. One query finds which events of all the
-    rooms have relations to bundle; only rooms with such events read their bundles."""
-    with_children = await rel.parents_with_children(
+    bundled aggregations ``/sync`` gives them. Which events have relations to bundle is
+    known for rooms whose timeline lies among the newest events looked at with it; one
+    query finds them for the other rooms. Only rooms with such events read their
+    bundles."""
+    with_children: set[str] = set()
+    unknown = []
+    for room_id, events, _, known in timelines:
+        if known is not None and known.cover([e.pos for e in events]):
+            with_children |= known.parents
+        else:
+            unknown.append((room_id, events))
+    with_children |= await rel.parents_with_children(
         conn,
-        [room_id for room_id, _, _ in timelines],
-        [e.event_id for _, events, _ in timelines for e in events],
+        [room_id for room_id, _ in unknown],
+        [e.event_id for _, events in unknown for e in events],
         scope.now.pdu,
     )
-    for room_id, events, upto in timelines:
+    for room_id, events, upto, _ in timelines:
         bundled = (
             await bundles(conn, scope.viewer, access[room_id], room_id, events, upto)
             if any(e.event_id in with_children for e in events)

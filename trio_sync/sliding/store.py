@@ -194,6 +194,10 @@ async def record_position(
     room rows it supersedes are compacted away. 400 ``M_UNKNOWN_POS`` if the connection
     was replaced meanwhile.
     """
+    if conn.dialect == "postgres":
+        return await _record_position_pg(
+            conn, user_id, device_id, conn_id, built_on, token, subscriptions, lists, rooms
+        )
     created = now_ms()
     connection_id = built_on.id
     if connection_id is None:
@@ -250,26 +254,152 @@ async def record_position(
         "created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         pos,
         connection_id,
-        str(token),
-        orjson.dumps({r: _config_json(c) for r, c in subscriptions.items()}).decode(),
-        orjson.dumps({n: [s.count, s.rooms] for n, s in lists.items()}).decode(),
+        *_position_values(token, subscriptions, lists),
         created,
     )
     await conn.executemany(
         "INSERT INTO sliding_rooms (connection_id, room_id, pos, sent_upto, timeline_limit, "
         "required_state, lazy_members, counts_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        [
-            (
-                connection_id,
-                room_id,
-                pos,
-                sent.sent_upto,
-                sent.timeline_limit,
-                orjson.dumps(sent.required_state.to_json()).decode(),
-                orjson.dumps(sent.lazy_members).decode(),
-                sent.counts_at,
-            )
-            for room_id, sent in rooms.items()
-        ],
+        [(connection_id, r[0], pos, *r[1:]) for r in _room_values(rooms)],
     )
     return connection_id, pos
+
+
+def _position_values(
+    token: StreamToken, subscriptions: dict[str, RoomConfig], lists: dict[str, ListState]
+) -> tuple[str, str, str]:
+    """A position's token, subscriptions and lists as stored."""
+    return (
+        str(token),
+        orjson.dumps({r: _config_json(c) for r, c in subscriptions.items()}).decode(),
+        orjson.dumps({n: [s.count, s.rooms] for n, s in lists.items()}).decode(),
+    )
+
+
+def _room_values(rooms: dict[str, SentRoom]) -> list[tuple[str, int, int, str, str, int]]:
+    """Each room row's columns but ``connection_id`` and ``pos``, in table order."""
+    return [
+        (
+            room_id,
+            sent.sent_upto,
+            sent.timeline_limit,
+            orjson.dumps(sent.required_state.to_json()).decode(),
+            orjson.dumps(sent.lazy_members).decode(),
+            sent.counts_at,
+        )
+        for room_id, sent in rooms.items()
+    ]
+
+
+#: The room rows of a new position, from arrays (PostgreSQL).
+_ROOMS_FROM_ARRAYS = (
+    "INSERT INTO sliding_rooms (connection_id, room_id, pos, sent_upto, timeline_limit, "
+    "required_state, lazy_members, counts_at) SELECT {connection}, r.room_id, {pos}, "
+    "r.sent_upto, r.timeline_limit, r.required_state, r.lazy_members, r.counts_at "
+    "FROM unnest({arrays}) AS r(room_id, sent_upto, timeline_limit, required_state, "
+    "lazy_members, counts_at)"
+)
+_ARRAY_TYPES = ("text", "bigint", "bigint", "text", "text", "bigint")
+
+
+def _room_arrays(rooms: dict[str, SentRoom], first: int) -> tuple[str, list[Array]]:
+    """The ``unnest`` arguments of :data:`_ROOMS_FROM_ARRAYS` (placeholders from
+    ``$first``) and their values, one array per column."""
+    values = _room_values(rooms)
+    columns = [Array([row[i] for row in values]) for i in range(len(_ARRAY_TYPES))]
+    sql = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(_ARRAY_TYPES))
+    return sql, columns
+
+
+async def _record_position_pg(
+    conn: Conn,
+    user_id: str,
+    device_id: str,
+    conn_id: str,
+    built_on: Connection,
+    token: StreamToken,
+    subscriptions: dict[str, RoomConfig],
+    lists: dict[str, ListState],
+    rooms: dict[str, SentRoom],
+) -> tuple[int, int]:
+    """:func:`record_position` on PostgreSQL: what an acknowledged position drops, the
+    new position and its room rows in one statement (data-modifying ``WITH`` parts see
+    the tables as they were before the statement, so the new rows are safe from the
+    deletes). A new connection first drops the connection it replaces and up to
+    :data:`EXPIRE_BATCH` expired positions, then gets its ID in the same statement."""
+    created = now_ms()
+    values = _position_values(token, subscriptions, lists)
+    if built_on.id is None:
+        await conn.execute(
+            "WITH old AS (DELETE FROM sliding_connections WHERE user_id = $1 "
+            "AND device_id = $2 AND conn_id = $3 RETURNING id), "
+            "p AS (DELETE FROM sliding_positions WHERE connection_id IN (SELECT id FROM old)) "
+            "DELETE FROM sliding_rooms WHERE connection_id IN (SELECT id FROM old)",
+            user_id,
+            device_id,
+            conn_id,
+        )
+        await forget_expired(conn, created - POSITION_TTL_MS)
+        arrays, columns = _room_arrays(rooms, 9)
+        row = await conn.fetchrow(
+            "WITH made AS (UPDATE sliding_counters SET value = value + 1 "
+            "WHERE name = 'connection' RETURNING value), "
+            "given AS (UPDATE sliding_counters SET value = value + 1 "
+            "WHERE name = 'pos' RETURNING value), "
+            "c AS (INSERT INTO sliding_connections (id, user_id, device_id, conn_id, "
+            "created_at) SELECT value, $1, $2, $3, $4 FROM made), "
+            "p AS (INSERT INTO sliding_positions (pos, connection_id, token, subscriptions, "
+            "lists, created_at) SELECT given.value, made.value, $5, $6, $7, $8 "
+            "FROM given, made), "
+            "r AS ("
+            + _ROOMS_FROM_ARRAYS.format(
+                connection="(SELECT value FROM made)",
+                pos="(SELECT value FROM given)",
+                arrays=arrays,
+            )
+            + ") SELECT made.value, given.value FROM made, given",
+            user_id,
+            device_id,
+            conn_id,
+            created,
+            *values,
+            created,
+            *columns,
+        )
+        assert row is not None
+        return int(row[0]), int(row[1])
+    acked = built_on.pos
+    assert acked is not None
+    compact = (
+        ", compacted AS (DELETE FROM sliding_rooms WHERE connection_id = $1 AND pos < $2 "
+        "AND EXISTS (SELECT 1 FROM live) AND EXISTS (SELECT 1 FROM sliding_rooms newer "
+        "WHERE newer.connection_id = $1 AND newer.room_id = sliding_rooms.room_id "
+        "AND newer.pos > sliding_rooms.pos AND newer.pos <= $2))"
+        if acked % COMPACT_EVERY == 0
+        else ""
+    )
+    arrays, columns = _room_arrays(rooms, 7)
+    pos = await conn.fetchval(
+        "WITH live AS (SELECT 1 FROM sliding_positions WHERE pos = $2), "
+        # The connection's other positions; room rows of an unused later one.
+        "dropped AS (DELETE FROM sliding_positions WHERE connection_id = $1 AND pos <> $2 "
+        "AND EXISTS (SELECT 1 FROM live) RETURNING pos), "
+        "unused AS (DELETE FROM sliding_rooms WHERE connection_id = $1 AND pos > $2 "
+        "AND EXISTS (SELECT 1 FROM dropped WHERE pos > $2))"
+        + compact
+        + ", given AS (UPDATE sliding_counters SET value = value + 1 WHERE name = 'pos' "
+        "AND EXISTS (SELECT 1 FROM live) RETURNING value), "
+        "p AS (INSERT INTO sliding_positions (pos, connection_id, token, subscriptions, "
+        "lists, created_at) SELECT value, $1, $3, $4, $5, $6 FROM given), "
+        "r AS ("
+        + _ROOMS_FROM_ARRAYS.format(connection="$1", pos="given.value", arrays=arrays)
+        + ", given) SELECT value FROM given",
+        built_on.id,
+        acked,
+        *values,
+        created,
+        *columns,
+    )
+    if pos is None:
+        raise unknown_pos("This connection was reset by a newer request")
+    return built_on.id, int(pos)

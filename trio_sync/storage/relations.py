@@ -94,6 +94,43 @@ async def parents_with_children(
     return {str(r[0]) for r in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class NewestParents:
+    """Which of a room's newest syncable events have a child of a bundled relation type
+    (see :func:`parents_among_newest`)."""
+
+    parents: frozenset[str]
+    #: The events looked at are all those of the range at ``p >= lowest``.
+    lowest: int
+
+    def cover(self, positions: Sequence[int]) -> bool:
+        """Whether the events at ``positions`` (in the range) were all looked at."""
+        return all(p >= self.lowest for p in positions)
+
+
+async def parents_among_newest(
+    conn: Conn, room_id: str, after: int, upto: int, newest: int, children_upto: int
+) -> NewestParents:
+    """Of the room's ``newest`` newest syncable events at ``after < p <= upto``, those
+    with a child of a bundled relation type at ``p <= children_upto``: one query that
+    needs no event IDs, so it can be asked before a timeline is chosen from those events
+    (worth it for a narrow range: the query costs more to plan than a plain page)."""
+    rows = await conn.fetch(
+        "SELECT e.pos, e.event_id, EXISTS (SELECT 1 FROM relations r WHERE r.room_id = $1 "
+        "AND r.parent_id = e.event_id AND r.rel_type = ANY($5) AND r.pos <= $6) "
+        "FROM (SELECT event_id, pos FROM events WHERE room_id = $1 AND pos > $2 "
+        "AND pos <= $3 AND exclude_from_sync = 0 ORDER BY pos DESC LIMIT $4) AS e",
+        room_id,
+        after,
+        upto,
+        newest,
+        Array(list(BUNDLED)),
+        children_upto,
+    )
+    lowest = after + 1 if len(rows) < newest else min(int(r[0]) for r in rows)
+    return NewestParents(frozenset(str(r[1]) for r in rows if r[2]), lowest)
+
+
 _CHILD_COLUMNS = (
     "r.parent_id, r.rel_type, r.event_id, r.pos, r.sender, c.type, c.state_key, "
     "c.origin_server_ts, r.new_content"
