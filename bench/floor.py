@@ -308,27 +308,30 @@ async def fan_out(
     out: dict[str, list[float]] = {
         "fan": [], "fan_floor": [], "fan_cpu": [], "fan_floor_cpu": [], "rss": []
     }  # fmt: skip
-    # Everyone's first sync (presence wakes the room), then a settled token each.
+    # Everyone's first sync (presence wakes the room), then a settled token each, over
+    # 50 keep-alive connections kept open until the memory is measured: a connection
+    # closed just before would be freed while the polls park (Hypercorn holds a closed
+    # idle connection for keep_alive_timeout), and the polls would reuse its memory.
     tokens: dict[str, str] = {}
+    pool = await asyncio.gather(*(Http.open(port) for _ in range(50)))
     for _ in range(2):
-        for start in range(0, len(w.fan_users), 50):
-            chunk = w.fan_users[start : start + 50]
-            opened = await asyncio.gather(*(Http.open(port) for _ in chunk))
+        for start in range(0, len(w.fan_users), len(pool)):
+            chunk = w.fan_users[start : start + len(pool)]
             got = await asyncio.gather(
                 *(
                     _sync(h, u, tokens.get(u), lambda b: True, OFFLINE)
-                    for h, u in zip(opened, chunk, strict=True)
+                    for h, u in zip(pool, chunk, strict=False)
                 )
             )
             tokens.update(zip(chunk, got, strict=True))
-            for h in opened:
-                h.close()
     await asyncio.sleep(1.0)
     for k in range(sizes.fan_n):
         paths = [(sync_path(tokens[u], 60_000) + OFFLINE, token_for(u)) for u in w.fan_users]
         if k == 0:
             conns, per_poll = await _park_measured(server.pid, port, paths)
             out["rss"].append(per_poll)
+            for h in pool:
+                h.close()
         else:
             conns = await _park_all(port, paths)
         pusher = await Http.open(port)  # fresh: an idle one may have timed out

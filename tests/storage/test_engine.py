@@ -198,6 +198,15 @@ async def test_any_in_update_changes_only_listed_rows(engine: Engine) -> None:
     assert await _offsets(engine) == {"a": 101, "b": 2, "c": 103}
 
 
+async def test_write_one_commits_its_one_statement_or_nothing(engine: Engine) -> None:
+    await engine.write_one(_put, "one", 1)
+    assert await _offsets(engine) == {"one": 1}
+    with pytest.raises(StorageError):
+        await engine.write_one(_put, "one", 2)
+    await engine.write_one(_put, "two", 2)  # the engine goes on working
+    assert await _offsets(engine) == {"one": 1, "two": 2}
+
+
 # --- reads and concurrency ------------------------------------------------------------
 
 

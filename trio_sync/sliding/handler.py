@@ -272,7 +272,9 @@ class SlidingSyncHandler:
                 await self._notifier.wait_for_update(device.user_id, now, device.device_id)
         changed_subs = subscriptions != state.subscriptions
         if built.news or changed_subs or state.pos is None:
-            connection_id, pos = await self._engine.write(
+            # A position of a known connection is one statement on PostgreSQL.
+            write = self._engine.write if state.id is None else self._engine.write_one
+            connection_id, pos = await write(
                 record_position,
                 device.user_id,
                 device.device_id,

@@ -192,7 +192,8 @@ async def record_position(
     ``(user, device, conn_id)``. Otherwise ``built_on.pos`` is acknowledged: the
     connection's other positions and the room rows written after it are dropped, and
     room rows it supersedes are compacted away. 400 ``M_UNKNOWN_POS`` if the connection
-    was replaced meanwhile.
+    was replaced meanwhile. On PostgreSQL, recording a position of a known connection is
+    one statement (it may run as :meth:`Engine.write_one`).
     """
     if conn.dialect == "postgres":
         return await _record_position_pg(

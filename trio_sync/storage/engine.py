@@ -139,6 +139,13 @@ class Engine(Protocol):
         """
         ...
 
+    async def write_one(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """:meth:`write` for an operation that issues exactly one statement where a
+        round trip costs (PostgreSQL): run without a transaction of its own, a statement
+        being atomic, it saves the BEGIN and COMMIT round trips. Elsewhere the same as
+        :meth:`write`. A checkpoint; cancellation as for :meth:`write`."""
+        ...
+
     async def run_script(self, sql: str) -> None:
         """Run a migration script (several statements) in one transaction."""
         ...

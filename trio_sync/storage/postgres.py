@@ -295,12 +295,18 @@ class PostgresEngine:
         return await self._read(op, args, kwargs, None)
 
     async def write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._write(op, args, kwargs, ("read_committed", False))
+
+    async def write_one(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._write(op, args, kwargs, None)
+
+    async def _write(
+        self, op: Op[..., T], args: Any, kwargs: Any, tx: tuple[str, bool] | None
+    ) -> T:
         started = time.perf_counter()
         try:
             async with self._write_lock:
-                return await run_asyncio(
-                    self._run, self._writer, op, args, kwargs, ("read_committed", False)
-                )
+                return await run_asyncio(self._run, self._writer, op, args, kwargs, tx)
         finally:
             _WRITE_TIME.observe(time.perf_counter() - started)
 

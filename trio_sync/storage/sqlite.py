@@ -190,6 +190,10 @@ class SqliteEngine:
         # A transaction costs nothing extra here.
         return await self.read(op, *args, **kwargs)
 
+    async def write_one(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        # A transaction costs nothing extra here.
+        return await self.write(op, *args, **kwargs)
+
     async def write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         started = time.perf_counter()
         try:
