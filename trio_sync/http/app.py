@@ -34,7 +34,7 @@ from .connection import LeanHTTPConnection
 from .params import check_query, check_view_args
 from .rooms import add_room_routes
 from .routemap import is_homeserver_write
-from .sync_endpoint import CORS_HEADERS, is_sync_request, serve_sync
+from .sync_endpoint import CORS_HEADERS, SyncEndpoint
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -59,33 +59,25 @@ _HTTP_ERRORS = {
 }
 
 
-class TrioSyncApp(QuartTrio):
-    """The Quart-Trio app, with ``GET /sync`` answered without a Quart request context."""
+class TrioSyncApp(SyncEndpoint, QuartTrio):
+    """The Quart-Trio app, with ``GET /sync`` answered without a Quart request context
+    (:class:`SyncEndpoint`'s ``__call__``: every request passes there once and is counted,
+    timed and, optionally, logged)."""
 
     asgi_http_class = LeanHTTPConnection
 
     def __init__(self, service: Service) -> None:
         super().__init__("trio_sync")
         self.service = service
-        self._quart = shield_final_send(super().__call__)  # type: ignore[arg-type]
+        # Quart-Trio's own ASGI entry (``super().__call__`` would be SyncEndpoint's).
+        self._quart = shield_final_send(super(SyncEndpoint, self).__call__)  # type: ignore[arg-type]
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Every request passes here once: counted, timed and (optionally) logged."""
+    async def serve_other(self, scope: Scope, receive: Any, send: Any) -> None:
+        """Every request but ``GET /sync``: lifespan to Quart-Trio, the ops paths
+        (metrics, health) when they are served here, the rest to the Quart routes."""
         if scope["type"] != "http":
             await self._quart(scope, receive, send)
             return
-        if not is_sync_request(scope):
-            await self._serve_other(scope, receive, send)
-            return
-        # A parked poll's frame: it holds no wrapped ``send``, serve_sync returns its status.
-        started = time.perf_counter()
-        status = 499  # the client went away before an answer
-        try:
-            status = await serve_sync(self.service, scope, receive, send)
-        finally:
-            self._record(scope, scope["path"], status, started)
-
-    async def _serve_other(self, scope: Scope, receive: Any, send: Any) -> None:
         started = time.perf_counter()
         status = 499  # the client went away before an answer
 
@@ -105,9 +97,9 @@ class TrioSyncApp(QuartTrio):
                 await self._quart(scope, receive, send_noting_status)
                 endpoint = scope.get(ROUTE_KEY) or "unmatched"
         finally:
-            self._record(scope, endpoint, status, started)
+            self.record(scope, endpoint, status, started)
 
-    def _record(self, scope: Scope, endpoint: str, status: int, started: float) -> None:
+    def record(self, scope: Scope, endpoint: str, status: int, started: float) -> None:
         """Count and time one request (``started``: its ``time.perf_counter()``), and log
         it when access logging is on."""
         elapsed = time.perf_counter() - started

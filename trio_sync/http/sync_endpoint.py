@@ -19,7 +19,8 @@ is sent.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -76,51 +77,80 @@ def _parse(scope: Scope) -> tuple[SyncRequest, str]:
     return parse_sync_request(args), token
 
 
-async def serve_sync(service: Service, scope: Scope, receive: Receive, send: Send) -> int:
-    """Answer one ``GET /sync``; return the status sent, or 499 when the client left
-    while its request was parked (it is cancelled at once and nothing is sent).
+class SyncEndpoint:
+    """The ASGI entry of the app (:class:`~trio_sync.http.app.TrioSyncApp` derives from it):
+    ``GET /sync`` answered in this one frame, every other request passed to
+    :meth:`serve_other`; each counted and timed by :meth:`record`.
 
-    The wait is here rather than in the handler (its :meth:`~SyncHandler.sync` is the
-    same steps with a park hook): a parked poll's stack is this one frame over the
-    channel read, and nothing of its query string or headers stays referenced."""
-    try:
-        handler = service.sync
-        request, token = _parse(scope)
-        device = await service.auth.authenticate(token)
-        del token
-        scope[USER_KEY] = device.user_id
-        handler.begin(device)
+    The ``/sync`` code is here rather than in a function of its own so that a parked poll's
+    stack is this frame over the channel read, not two coroutines (the one the server
+    calls and the one it would await): a coroutine fewer per parked poll."""
+
+    service: Service
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Answer one ``GET /sync``; the status recorded is the one sent, or 499 when the
+        client left while its request was parked (it is cancelled at once and nothing is
+        sent).
+
+        The wait is here rather than in the handler (its :meth:`~SyncHandler.sync` is the
+        same steps with a park hook): nothing of the query string or headers stays
+        referenced."""
+        if not is_sync_request(scope):
+            await self.serve_other(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 499  # the client went away before an answer
         try:
-            answer = await handler.start(device, request)
-            while isinstance(answer, Waiting):
-                with trio.CancelScope(deadline=answer.deadline) as wait:
-                    handler.park(answer, wait)
-                    try:
-                        while (await receive())["type"] != "http.disconnect":
-                            pass
-                        return 499
-                    finally:
-                        handler.unpark(answer, wait)
-                answer = await handler.resume(answer)
+            service = self.service
+            try:
+                handler = service.sync
+                request, token = _parse(scope)
+                device = await service.auth.authenticate(token)
+                del token
+                scope[USER_KEY] = device.user_id
+                handler.begin(device)
+                try:
+                    answer = await handler.start(device, request)
+                    while isinstance(answer, Waiting):
+                        with trio.CancelScope(deadline=answer.deadline) as wait:
+                            handler.park(answer, wait)
+                            try:
+                                while (await receive())["type"] != "http.disconnect":
+                                    pass
+                                return
+                            finally:
+                                handler.unpark(answer, wait)
+                        answer = await handler.resume(answer)
+                finally:
+                    handler.end(device)
+                answered, body = 200, answer.dumps()
+            except MatrixError as exc:
+                answered, body = exc.status, orjson.dumps(exc.body())
+            except StorageError as exc:
+                # Unreachable even after a retry: one line, no traceback (see http/app.py).
+                log.warning("/sync: database unavailable: %s", exc)
+                answered = 503
+                body = b'{"errcode":"M_UNKNOWN","error":"Database unavailable; try again shortly"}'
+            except Exception:
+                log.exception("unhandled error in /sync")
+                answered = 500
+                body = b'{"errcode":"M_UNKNOWN","error":"Internal server error"}'
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *CORS_HEADERS,
+            ]
+            await send({"type": "http.response.start", "status": answered, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            status = answered
         finally:
-            handler.end(device)
-        status, body = 200, answer.dumps()
-    except MatrixError as exc:
-        status, body = exc.status, orjson.dumps(exc.body())
-    except StorageError as exc:
-        # Unreachable even after a retry: one line, no traceback (see http/app.py).
-        log.warning("/sync: database unavailable: %s", exc)
-        status = 503
-        body = b'{"errcode":"M_UNKNOWN","error":"Database unavailable; try again shortly"}'
-    except Exception:
-        log.exception("unhandled error in /sync")
-        status = 500
-        body = b'{"errcode":"M_UNKNOWN","error":"Internal server error"}'
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *CORS_HEADERS,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-    return status
+            self.record(scope, scope["path"], status, started)
+
+    async def serve_other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every request but ``GET /sync`` (lifespan included)."""
+        raise NotImplementedError
+
+    def record(self, scope: Scope, endpoint: str, status: int, started: float) -> None:
+        """Count and time one HTTP request (``started``: its ``time.perf_counter()``)."""
+        raise NotImplementedError
