@@ -91,6 +91,9 @@ async def test_statements_are_the_same_for_one_room_and_a_thousand(
         assert len(body["rooms"]["join"]) == 1
         one_new[device.user_id] = n
     assert one_new[BOB] == one_new[CAROL]
+    # The range's events, with which rooms have forked events there and which of its
+    # events have relations to bundle: one round.
+    assert one_new[BOB] == (1 if postgres else 3)
 
     # full_state=true: every room again, with all its state.
     full = {}

@@ -94,6 +94,30 @@ async def parents_with_children(
     return {str(r[0]) for r in rows}
 
 
+async def parents_in_range(
+    conn: Conn, room_ids: Sequence[str], after: int, upto: int, children_upto: int
+) -> dict[str, set[str]]:
+    """By room of ``room_ids``, its syncable events at ``after < p <= upto`` that have a
+    child of a bundled relation type at ``p <= children_upto`` (rooms with none left out):
+    one query that needs no event IDs, so it can go with the query that reads those
+    events (a short range: it scans it)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT e.room_id, e.event_id FROM events e JOIN relations r "
+        "ON r.room_id = e.room_id AND r.parent_id = e.event_id "
+        "WHERE e.pos > $2 AND e.pos <= $3 AND e.exclude_from_sync = 0 "
+        "AND e.room_id = ANY($1) AND r.rel_type = ANY($4) AND r.pos <= $5",
+        Array(list(room_ids)),
+        after,
+        upto,
+        Array(list(BUNDLED)),
+        children_upto,
+    )
+    out: dict[str, set[str]] = {}
+    for r in rows:
+        out.setdefault(str(r[0]), set()).add(str(r[1]))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class NewestParents:
     """Which of a room's newest syncable events have a child of a bundled relation type

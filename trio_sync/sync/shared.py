@@ -100,6 +100,24 @@ class WakeShare:
         got = await self._per_room(("forks", after, upto), rooms, read, bool)
         return {r for r, forked in got.items() if forked}
 
+    async def parents_in_range(
+        self, conn: Conn, rooms: Sequence[str], after: int, upto: int, children_upto: int
+    ) -> set[str]:
+        """:func:`rel.parents_in_range`, the parents of all ``rooms`` together."""
+
+        async def read(missing: list[str]) -> dict[str, set[str]]:
+            return await rel.parents_in_range(conn, missing, after, upto, children_upto)
+
+        got = await self._per_room(("parents", after, upto, children_upto), rooms, read, set)
+        return set().union(*got.values())
+
+    def know_children(self, upto: int, event_ids: Iterable[str], parents: set[str]) -> None:
+        """Record which of ``event_ids`` have children at ``p <= upto`` (``parents``: those
+        that do), as :meth:`parents_with_children` would have read it."""
+        memo = self._children.setdefault(upto, {})
+        for event_id in event_ids:
+            memo[event_id] = event_id in parents
+
     async def parents_with_children(
         self, conn: Conn, rooms: Sequence[str], parent_ids: Sequence[str], upto: int
     ) -> set[str]:

@@ -454,7 +454,31 @@ class PduStream:
         elif not joined:
             active = set()
         elif now - since <= READ_RANGE_MAX:
-            in_range = await ctx.shared.events_in_range(conn, joined, since, now, ctx.viewer.fmt)
+            # With the range's events, what the rooms serving them will ask next: which
+            # rooms have forked events there, and which events have relations to bundle.
+            in_range, _, parents = await together(
+                conn,
+                [
+                    partial(
+                        ctx.shared.events_in_range,
+                        rooms=joined,
+                        after=since,
+                        upto=now,
+                        fmt=ctx.viewer.fmt,
+                    ),
+                    partial(ctx.shared.rooms_with_forks, rooms=joined, after=since, upto=now),
+                    partial(
+                        ctx.shared.parents_in_range,
+                        rooms=joined,
+                        after=since,
+                        upto=now,
+                        children_upto=ctx.now.pdu,
+                    ),
+                ],
+            )
+            ctx.shared.know_children(
+                ctx.now.pdu, (e.event_id for events in in_range.values() for e in events), parents
+            )
             active = set(in_range)
         elif now - since <= RANGE_SCAN_MAX:
             active = await q.rooms_with_events(conn, joined, since, now)
