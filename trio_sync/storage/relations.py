@@ -118,29 +118,6 @@ async def parents_in_range(
     return out
 
 
-async def parents_on_pages(
-    conn: Conn, room_ids: Sequence[str], upto: int, newest: int, children_upto: int
-) -> tuple[list[str], set[str]]:
-    """The newest ``newest`` syncable events at ``p <= upto`` of every room of
-    ``room_ids``, and those of them with a child of a bundled relation type at
-    ``p <= children_upto``: one statement that needs no event IDs (PostgreSQL only)."""
-    if not room_ids:
-        return [], set()
-    rows = await conn.fetch(
-        "SELECT e.event_id, EXISTS (SELECT 1 FROM relations c WHERE c.room_id = r.room_id "
-        "AND c.parent_id = e.event_id AND c.rel_type = ANY($4) AND c.pos <= $5) "
-        "FROM unnest($1::text[]) AS r(room_id) CROSS JOIN LATERAL (SELECT event_id "
-        "FROM events WHERE room_id = r.room_id AND pos <= $2 AND exclude_from_sync = 0 "
-        "ORDER BY pos DESC LIMIT $3) AS e",
-        Array(list(room_ids)),
-        upto,
-        newest,
-        Array(list(BUNDLED)),
-        children_upto,
-    )
-    return [str(r[0]) for r in rows], {str(r[0]) for r in rows if r[1]}
-
-
 @dataclass(frozen=True, slots=True)
 class NewestParents:
     """Which of a room's newest syncable events have a child of a bundled relation type

@@ -303,37 +303,6 @@ async def states_at(
     return out
 
 
-async def page_start_states(
-    conn: Conn, room_ids: Sequence[str], upto: int, limit: int, fmt: str = "client"
-) -> dict[str, tuple[int, list[StateEvent]]]:
-    """For every room of ``room_ids``, the position just before the oldest of its newest
-    ``limit`` syncable events at ``p <= upto`` (``upto`` when it has none) and what
-    :func:`state_at` returns there: the state at the start of a complete sync's timeline
-    when that timeline is those events. One statement (PostgreSQL only: it saves a round
-    trip only where a query is one)."""
-    if not room_ids:
-        return {}
-    newest = "FROM events WHERE room_id = r.room_id AND pos <= $2 AND exclude_from_sync = 0"
-    rows = await conn.fetch(
-        f"SELECT r.room_id, p.at, e.event_id, s.type, s.state_key, e.sender, "
-        f"e.{json_column(fmt)} FROM unnest($1::text[]) AS r(room_id) "
-        f"CROSS JOIN LATERAL (SELECT COALESCE((SELECT pos {newest} ORDER BY pos DESC "
-        f"LIMIT 1 OFFSET $3 - 1), (SELECT min(pos) {newest}), $2 + 1) - 1 AS at) AS p "
-        "LEFT JOIN room_state s ON s.room_id = r.room_id AND s.added_at <= p.at "
-        "AND s.removed_at > p.at LEFT JOIN events e ON e.event_id = s.event_id "
-        "ORDER BY r.room_id, s.added_at, s.type, s.state_key",
-        Array(list(room_ids)),
-        upto,
-        limit,
-    )
-    out: dict[str, tuple[int, list[StateEvent]]] = {}
-    for r in rows:
-        state = out.setdefault(r[0], (int(r[1]), []))[1]
-        if r[2] is not None:
-            state.append(StateEvent(r[2], r[3], r[4], r[5], r[6]))
-    return out
-
-
 def _state_limits(
     types: Sequence[str] | None, members: Sequence[str] | None, first: int
 ) -> tuple[str, list[object]]:

@@ -25,9 +25,8 @@ import orjson
 
 from ...aggregations import bundles
 from ...storage import Conn
-from ...storage import relations as rel
 from ...storage import rooms as q
-from ...storage.rounds import Read, together
+from ...storage.rounds import together
 from ...storage.visibility import RoomAccess, load_access
 from ...tokens import TopologyToken
 from ..response import JoinedRoom, RoomTimeline, SyncContext, SyncResponse
@@ -161,7 +160,6 @@ async def joined_sections(
     summaries: Mapping[str, q.Summary] | None = None,
     changes: q.StateChanges | None = None,
     pages: Mapping[str, list[q.TimelineEvent]] | None = None,
-    starts: Mapping[str, tuple[int, list[q.StateEvent]]] | None = None,
 ) -> dict[str, JoinedRoom]:
     """:func:`room_section` for each of ``rooms`` over the same range, reading the first
     timeline page of every room in one statement and, for ``full_state`` without lazy
@@ -171,9 +169,7 @@ async def joined_sections(
 
     ``pages`` are first pages (:func:`first_page_size`) the caller read before it knew
     ``access``: they are used for the rooms whose range the user may see whole, and the
-    others read their own as if they had not been given. ``starts`` are states the caller
-    read at positions it expected timelines to start at (:func:`q.page_start_states`):
-    used for the rooms whose timeline does start there."""
+    others read their own as if they had not been given."""
     viewer = ctx.viewer
     limit = ctx.filter.timeline_limit(10)
     tfilt = ctx.filter.room.timeline
@@ -207,13 +203,6 @@ async def joined_sections(
         for room_id, c in chosen.items():
             start = (c.events[0].pos if c.events else upto + 1) - 1
             points[room_id] = upto if ctx.state_after else start
-    given_starts = starts or {}
-    known = {
-        r: given_starts[r][1]
-        for r, at in points.items()
-        if r in given_starts and given_starts[r][0] == at
-    }
-    points = {r: at for r, at in points.items() if r not in known}
     # The state at those points and which timeline events have relations to bundle, for
     # all rooms at once (a room whose events have none then costs no aggregation query).
     states, with_children = await together(
@@ -228,7 +217,6 @@ async def joined_sections(
             ),
         ],
     )
-    states.update(known)
     out = {}
     for room_id in rooms:
         out[room_id] = await room_section(
@@ -385,51 +373,23 @@ class PduStream:
         now = ctx.now.pdu
         allows = ctx.filter.room.allows_room
         guess = ctx.joined or []
-        limit = ctx.filter.timeline_limit(10)
-        page = first_page_size(limit)
-        reads: list[Read] = [
-            partial(q.memberships_at, user_id=ctx.user_id, at=now),
-            partial(load_access, user_id=ctx.user_id, room_ids=guess, upto=now),
-            partial(q.room_summaries, room_ids=guess, at=now, user_id=ctx.user_id),
-            partial(
-                ctx.shared.newest_pages,
-                rooms=guess,
-                after=0,
-                upto=now,
-                limit=page,
-                fmt=ctx.viewer.fmt,
-            ),
-        ]
-        # Where a query is a round trip, the state at the start of each timeline and
-        # which of its events have relations to bundle go in the same round too, for
-        # timelines of the newest events (what a plain filter shows, all visible):
-        # a timeline starting elsewhere has its state read after it is chosen.
-        speculate = (
-            conn.dialect == "postgres"
-            and not ctx.filter.room.state.lazy_load_members
-            and not ctx.state_after
-        )
-        if speculate:
-            reads.append(
+        page = first_page_size(ctx.filter.timeline_limit(10))
+        found, access, summaries, pages = await together(
+            conn,
+            [
+                partial(q.memberships_at, user_id=ctx.user_id, at=now),
+                partial(load_access, user_id=ctx.user_id, room_ids=guess, upto=now),
+                partial(q.room_summaries, room_ids=guess, at=now, user_id=ctx.user_id),
                 partial(
-                    q.page_start_states, room_ids=guess, upto=now, limit=limit, fmt=ctx.viewer.fmt
-                )
-            )
-            reads.append(
-                partial(
-                    rel.parents_on_pages,
-                    room_ids=guess,
+                    ctx.shared.newest_pages,
+                    rooms=guess,
+                    after=0,
                     upto=now,
-                    newest=page,
-                    children_upto=ctx.now.pdu,
-                )
-            )
-        found, access, summaries, pages, *ahead = await together(conn, reads)
-        starts: dict[str, tuple[int, list[q.StateEvent]]] = {}
-        if ahead:
-            starts = ahead[0]
-            looked, parents = ahead[1]
-            ctx.shared.know_children(ctx.now.pdu, looked, parents)
+                    limit=page,
+                    fmt=ctx.viewer.fmt,
+                ),
+            ],
+        )
         mine = {r: m for r, m in found.items() if allows(r)}
         if not ctx.filter.room.include_leave:
             mine = {r: m for r, m in mine.items() if m.membership not in ("leave", "ban")}
@@ -450,7 +410,6 @@ class PduStream:
             full_state=True,
             summaries=summaries,
             pages=pages,
-            starts=starts,
         )
         for room_id, m in mine.items():
             if m.membership == "join":
