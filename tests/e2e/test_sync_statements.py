@@ -148,3 +148,31 @@ async def test_complete_sync_is_right_when_memory_disagrees(
     assert set(view(right)["join"]) == {joined_a, joined_b}  # type: ignore[index]
     assert view(right)["invite"] == [invited]  # type: ignore[index]
     assert wrong_n > right_n
+
+
+async def test_sync_reads_send_no_begin_or_commit(
+    service: Service, rooms: RoomLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A /sync reads only what settled at its token's positions, so its storage read is
+    ``read_settled``: on PostgreSQL its statements are the only round trips it costs,
+    with no BEGIN and COMMIT around them."""
+    settled = 0
+    read_settled = service.engine.read_settled
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        nonlocal settled
+        settled += 1
+        return await read_settled(*args, **kwargs)  # type: ignore[arg-type]
+
+    async def refused(*args: object, **kwargs: object) -> object:
+        raise AssertionError("a /sync read opened a snapshot transaction")
+
+    bob = await _device(service, BOB)
+    monkeypatch.setattr(service.engine, "read_settled", counted)
+    monkeypatch.setattr(service.engine, "read", refused)
+    first = await service.sync.sync(bob, SyncRequest())
+    await service.ingest([rooms.message(_room(0), ALICE, "news")])
+    later = await service.sync.sync(bob, SyncRequest(since=first.next_batch))
+    events = orjson.loads(later.dumps())["rooms"]["join"][_room(0)]["timeline"]["events"]
+    assert [e["content"]["body"] for e in events] == ["news"]
+    assert settled == 2

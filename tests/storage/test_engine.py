@@ -235,6 +235,36 @@ async def test_read_sees_one_snapshot_while_a_write_commits(engine: Engine) -> N
     assert len(await _offsets(engine)) == 2
 
 
+async def test_read_settled_sends_no_transaction_where_one_costs_round_trips(
+    engine: Engine,
+) -> None:
+    """``read_settled`` is for reads of rows that no longer change (a ``/sync`` bounded by
+    its token): on PostgreSQL it sends no BEGIN or COMMIT, so each statement is a snapshot
+    of its own and sees what committed before it; on SQLite it is a snapshot read."""
+    gate = Gate(engine.name)
+    seen: list[int] = []
+
+    async def count_twice(conn: Conn) -> None:
+        seen.append(int(await conn.fetchval("SELECT COUNT(*) FROM ingest_offsets")))
+        await gate.pause()
+        seen.append(int(await conn.fetchval("SELECT COUNT(*) FROM ingest_offsets")))
+
+    await engine.write(_put, "before", 1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(engine.read_settled, count_twice)
+        await gate.reached.wait()
+        await engine.write(_put, "during", 2)  # commits while the read is half done
+        gate.proceed.set()
+    assert seen == ([1, 2] if engine.name == "postgres" else [1, 1])
+    if engine.name == "postgres":
+
+        async def transactions(conn: Conn) -> set[int]:
+            return {int(await conn.fetchval("SELECT pg_current_xact_id()::text")) for _ in "ab"}
+
+        assert len(await engine.read_settled(transactions)) == 2
+        assert len(await engine.read(transactions)) == 1
+
+
 async def test_cancelled_write_is_committed_whole_or_not_at_all(engine: Engine) -> None:
     gate = Gate(engine.name)
     rows = [(f"s{i}", i) for i in range(50)]

@@ -85,6 +85,20 @@ async def test_reads_together_answer_as_alone_in_one_statement_a_round(engine: E
     assert engine.statements - before == (rounds if engine.name == "postgres" else queries)
 
 
+async def test_reads_together_answer_the_same_every_time(engine: Engine) -> None:
+    """On PostgreSQL a query's rows first come as records and, once its columns are
+    known, as one array per column: the answers do not change, rows with NULLs and empty
+    results included."""
+    await engine.write(_table)
+    reads = [*_reads(), lambda c: _same_param_twice(c, 100)]
+    answers = [await engine.read(lambda conn: together(conn, reads)) for _ in range(3)]
+    assert answers[0][0] == [(30, None, True), (28, "n28", True), (27, "n27", False)]
+    assert answers[0][3] == (None, 15, None)
+    assert answers[0][-1] == []
+    assert answers[1] == answers[0]
+    assert answers[2] == answers[0]
+
+
 async def test_nested_reads_join_the_outer_round(engine: Engine) -> None:
     await engine.write(_table)
 

@@ -132,6 +132,20 @@ class Engine(Protocol):
         """
         ...
 
+    async def read_settled(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``op``, a read of rows at stream positions the caller knows committed
+        before the call (a ``/sync`` bounded by its token), without a snapshot
+        transaction where one costs round trips (PostgreSQL): each of its statements is
+        then a snapshot of its own, and BEGIN and COMMIT are not sent.
+
+        What such a read sees does not depend on a snapshot: changes committed after the
+        caller fixed its positions lie beyond them, and those that do reach back (a
+        redaction, a purge, a receipt or account data entry moved to a later position)
+        race with a snapshot taken after that just the same. Elsewhere the same as
+        :meth:`read`. A checkpoint; cancellation as for :meth:`read`.
+        """
+        ...
+
     async def write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` in a write transaction; writes are serialised in this process.
 

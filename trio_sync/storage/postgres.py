@@ -4,9 +4,11 @@ A whole storage operation crosses the bridge once: the operation's coroutine run
 asyncio against a pooled connection and its transaction, and only the result comes back.
 Reads run in ``REPEATABLE READ READ ONLY`` transactions, so every query of an operation
 sees one snapshot; ``read_one`` runs a single-statement operation without one (a statement
-is its own snapshot), saving the BEGIN and COMMIT round trips. A read's result goes back
-to its caller as soon as its last query is answered: the COMMIT, which can change nothing
-it read, follows on its own, and the connection is not used again before it is done.
+is its own snapshot), saving the BEGIN and COMMIT round trips, and so does
+``read_settled`` for an operation of several statements that reads only what had settled
+at positions its caller knows committed (``/sync``). A read's result goes back to its
+caller as soon as its last query is answered: the COMMIT, which can change nothing it
+read, follows on its own, and the connection is not used again before it is done.
 
 A connection the server dropped (restart, ``pg_terminate_backend``, a network cut) is
 noticed on its next use: it is thrown away, logged once (one warning line per lost
@@ -24,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import asyncpg
@@ -65,19 +67,72 @@ def _params(args: Sequence[object]) -> tuple[object, ...]:
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
-def combined(queries: Sequence[Query]) -> Query:
-    """One statement returning one row whose column ``i`` is the array of the rows of
-    ``queries[i]``, in that query's order, each row a record (read by position).
+#: The number of columns of each query run in a combined statement, learnt the first
+#: time it returned rows. Bounded: cleared when full.
+_WIDTHS: dict[str, int] = {}
+_WIDTHS_MAX = 4096
 
+
+def combined(queries: Sequence[Query]) -> tuple[Query, list[int | None]]:
+    """One statement returning one row that holds the rows of every query of
+    ``queries``, and how they are laid out: for each query either its number of columns
+    ``w``, its rows then being ``w`` columns of the row, each the array of one column's
+    values, or ``None``, its rows being one column of the row, an array of records.
+
+    A query's column count is learnt the first time it returns rows: until then its
+    rows come as records, which cost PostgreSQL and the client more to build and read.
+    Each part keeps its query's row order (the order of a subquery holds through a plain
+    scan and aggregate of it). A query must have no array column: asyncpg reads no
+    arrays inside records, and arrays of unequal lengths make no array of arrays.
     The placeholders of each query are renumbered after those of the queries before it,
     so the SQL of a query must not contain ``$`` outside its placeholders.
     """
-    parts: list[str] = []
     args: list[object] = []
+    widths: list[int | None] = []
     for query in queries:
-        parts.append(f"ARRAY(SELECT q FROM ({_shifted(query.sql, len(args))}) AS q)")
         args.extend(query.args)
-    return Query("SELECT " + ", ".join(parts), tuple(args))
+        widths.append(_WIDTHS.get(query.sql))
+    shapes = tuple((q.sql, len(q.args), w) for q, w in zip(queries, widths, strict=True))
+    return Query(_combined_sql(shapes), tuple(args)), widths
+
+
+@lru_cache(maxsize=256)
+def _combined_sql(shapes: tuple[tuple[str, int, int | None], ...]) -> str:
+    """The SQL of :func:`combined` for queries of these SQL texts, argument counts and
+    widths: the same few combinations come back request after request."""
+    parts: list[str] = []
+    offset = 0
+    for i, (sql, n, width) in enumerate(shapes):
+        inner = _shifted(sql, offset)
+        if width is None:
+            parts.append(f"(SELECT ARRAY(SELECT q FROM ({inner}) AS q)) AS p{i}")
+        else:
+            names = ", ".join(f"c{k}" for k in range(width))
+            arrays = ", ".join(f"array_agg(c{k})" for k in range(width))
+            parts.append(f"(SELECT {arrays} FROM ({inner}) AS q({names})) AS p{i}")
+        offset += n
+    return "SELECT * FROM " + ", ".join(parts)
+
+
+def _split(row: Any, queries: Sequence[Query], widths: Sequence[int | None]) -> list[Any]:
+    """The rows of each query from the row of :func:`combined`'s statement; the width of
+    a query whose rows came as records is learnt from them."""
+    out: list[Any] = []
+    at = 0
+    for query, width in zip(queries, widths, strict=True):
+        if width is None:
+            records = row[at]
+            at += 1
+            if records:
+                if len(_WIDTHS) >= _WIDTHS_MAX:
+                    _WIDTHS.clear()
+                _WIDTHS[query.sql] = len(records[0])
+            out.append(records)
+        else:
+            columns = row[at : at + width]
+            at += width
+            out.append([] if columns[0] is None else list(zip(*columns, strict=True)))
+    return out
 
 
 def _shifted(sql: str, offset: int) -> str:
@@ -111,10 +166,10 @@ class _PgConn:
             return [await self.fetch(queries[0].sql, *queries[0].args)]
         if not queries:
             return []
-        together = combined(queries)
+        together, widths = combined(queries)
         self._engine.statements += 1
         row = await self._c.fetchrow(together.sql, *_params(together.args))
-        return list(row)
+        return _split(row, queries, widths)
 
     async def execute(self, sql: str, *args: object) -> None:
         self._engine.statements += 1
@@ -292,6 +347,9 @@ class PostgresEngine:
         return await self._read(op, args, kwargs, ("repeatable_read", True))
 
     async def read_one(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._read(op, args, kwargs, None)
+
+    async def read_settled(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._read(op, args, kwargs, None)
 
     async def write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

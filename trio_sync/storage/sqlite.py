@@ -190,6 +190,9 @@ class SqliteEngine:
         # A transaction costs nothing extra here.
         return await self.read(op, *args, **kwargs)
 
+    # A transaction costs nothing extra here.
+    read_settled = read
+
     async def write_one(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         # A transaction costs nothing extra here.
         return await self.write(op, *args, **kwargs)

@@ -5,7 +5,7 @@ notifier cancels their scopes): they resume in the same round of Trio's schedule
 reach their storage read together. :meth:`SharedReads.read` makes the first of them wait
 for the scheduler rounds in which others join (a round with no newcomer ends the wait),
 then gathers every joined request in one storage read: one thread hop on SQLite, one
-bridge crossing on PostgreSQL, one snapshot, and one :class:`~.shared.WakeShare`, so a
+bridge crossing on PostgreSQL, and one :class:`~.shared.WakeShare`, so a
 room's new events, their visibility and their serialised text are read and computed once
 for all of them. Requests with the same key (same device, ``since``, ``now``, filter and
 options) are answered with the same response, computed once.
@@ -100,8 +100,8 @@ class SharedReads:
         if entry.error is not None:
             raise entry.error
         if entry.result is None:
-            ctx.shared = WakeShare()  # nothing of the failed read's snapshot
-            return await self._engine.read(self._gather, ctx)
+            ctx.shared = WakeShare()  # nothing of the failed read's memos
+            return await self._engine.read_settled(self._gather, ctx)
         return entry.result
 
     async def _run(self, batch: list[_Entry]) -> None:
@@ -111,7 +111,7 @@ class SharedReads:
         firsts = list(unique.values())
         now_ms = max(e.ctx.viewer.now_ms for e in firsts)
         try:
-            results = await self._engine.read(
+            results = await self._engine.read_settled(
                 _gather_all, self._gather, [e.ctx for e in firsts], now_ms
             )
         except Exception as exc:

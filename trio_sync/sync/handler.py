@@ -9,10 +9,11 @@ The stages before and after the wait are two calls, :meth:`SyncHandler.start` an
 parks in its own frame: the HTTP endpoint waits there for its client's messages (a
 disconnect ends the wait), and no handler coroutine is alive while a poll is parked.
 :meth:`SyncHandler.sync` is the three steps in one call, parked on a :data:`Park` hook.
-Gathering is one storage read (one hop off the Trio loop, one snapshot) bounded by the
-token taken after the wait, shared with every request whose read falls due at the same
-time (see :mod:`trio_sync.sync.batch`): the polls one commit woke are answered from one
-read.
+Gathering is one storage read (one hop off the Trio loop) bounded by the token taken
+after the wait: :meth:`~trio_sync.storage.Engine.read_settled`, since what it reads had
+settled when that token's positions committed, so it needs no snapshot transaction. It is
+shared with every request whose read falls due at the same time (see
+:mod:`trio_sync.sync.batch`): the polls one commit woke are answered from one read.
 
 Before the wait, the device's ``set_presence`` is recorded (a write only when it changed)
 and to-device messages the ``since`` acknowledges are deleted (a write only when some were
@@ -331,7 +332,7 @@ class SyncHandler:
             except StorageNeeded:
                 resp = None
         if resp is None:
-            # Everything the gather depends on besides the snapshot: requests agreeing on
+            # Everything the gather depends on besides stored data: requests agreeing on
             # it (a client that retried while its first request was still parked) are
             # answered once.
             key = (device, since, now, req.filter, req.full_state, req.state_field)

@@ -1,7 +1,7 @@
 """What the ``/sync`` requests of one storage read share: reads about rooms, served events.
 
 When one event wakes many parked requests, they resume together and their gathers run in
-one storage read (see :mod:`trio_sync.sync.batch`), all in one snapshot. Whatever in
+one storage read (see :mod:`trio_sync.sync.batch`). Whatever in
 them does not depend on the user is then computed once for all of them:
 
 * a room's new events in a range (``after < p <= upto``), its newest page, whether it
@@ -13,7 +13,9 @@ them does not depend on the user is then computed once for all of them:
   event and whether the viewer's device sent it; users who agree on those get the same
   text, serialised once.
 
-A :class:`WakeShare` lives for one storage read; nothing in it outlives that snapshot.
+A :class:`WakeShare` lives for one storage read; nothing in it outlives that read. What
+it keeps is bounded by positions, as every query of the read is (it reads only what had
+settled when those positions committed), so requests with different tokens share it.
 Everything here runs inside the read (no checkpoint of Trio's own), and a read
 abandoned half way leaves only this object behind, which is dropped with it.
 """
@@ -37,7 +39,7 @@ ServeKey = tuple[int, str, tuple[str, ...] | None, int, str | None, bool]
 
 
 class WakeShare:
-    """Memos of one storage read (one snapshot): see the module docstring."""
+    """Memos of one storage read: see the module docstring."""
 
     __slots__ = ("_by_room", "_children", "_served")
 
