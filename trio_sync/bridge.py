@@ -8,6 +8,8 @@ and the loop closes when the outermost entry exits.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -18,6 +20,8 @@ from .errors import sole_exception
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 
 @asynccontextmanager
 async def open_bridge() -> AsyncIterator[None]:
@@ -25,16 +29,29 @@ async def open_bridge() -> AsyncIterator[None]:
 
     Opens a trio-asyncio loop unless one is already current; on exit, only the entry that
     opened it closes it (its asyncio tasks are cancelled then). Errors raised inside come
-    out unwrapped from the loop's own nursery.
+    out unwrapped from the loop's own nursery. An error asyncio reports with nobody to
+    raise it to is logged (:func:`_report`), not raised.
     """
     if trio_asyncio.current_loop.get() is not None:
         yield
         return
     try:
-        async with trio_asyncio.open_loop():
+        async with trio_asyncio.open_loop() as loop:
+            loop.set_exception_handler(_report)
             yield
     except BaseExceptionGroup as group:
         raise sole_exception(group) from None
+
+
+def _report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """An error asyncio could give to no caller, such as a future's exception nobody
+    retrieved: asyncpg's probe of a new connection leaves one when the server cuts the
+    connection while it is being made. One warning line, as plain asyncio would log it;
+    trio-asyncio's own handler would end the loop, and with it the service."""
+    exc = context.get("exception")
+    message = context.get("message") or "unhandled error in the asyncio loop"
+    detail = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
+    log.warning("asyncio: %s%s", message, detail)
 
 
 async def run_asyncio(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
