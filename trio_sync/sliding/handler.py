@@ -369,15 +369,16 @@ class SlidingSyncHandler:
             found = None
             if self._engine.name != "postgres":
                 # SQLite runs an operation in a thread of its own: plan in Trio's.
-                found = await self._engine.read(_find_rooms, *args)
+                found = await self._engine.read_settled(_find_rooms, *args)
         if found is not None:
             plan = self._plan(device, req, state, subscriptions, now, cached, found)
-            rooms, sent_rooms, extensions = await self._engine.read(
+            rooms, sent_rooms, extensions = await self._engine.read_settled(
                 _build_rooms_and_extensions, plan.scope, plan.plans, plan.quiet, plan.ext, req
             )
         else:
             # PostgreSQL runs the operation in Trio's thread: finding the rooms, planning
-            # and building them is one transaction (a transaction costs two round trips).
+            # and building them is one storage read (one bridge crossing). Like /sync's,
+            # it reads only what settled at ``now``: no BEGIN or COMMIT.
             async def find_and_build(
                 conn: Conn,
             ) -> tuple[
@@ -389,7 +390,7 @@ class SlidingSyncHandler:
                     conn, plan.scope, plan.plans, plan.quiet, plan.ext, req
                 )
 
-            plan, (rooms, sent_rooms, extensions) = await self._engine.read(find_and_build)
+            plan, (rooms, sent_rooms, extensions) = await self._engine.read_settled(find_and_build)
         ext = req.extension("to_device")
         if ext is not None and extensions["to_device"]["events"]:
             self._sync.to_device_acks.sent_upto(device, int(extensions["to_device"]["next_batch"]))
