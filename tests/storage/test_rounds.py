@@ -86,17 +86,35 @@ async def test_reads_together_answer_as_alone_in_one_statement_a_round(engine: E
 
 
 async def test_reads_together_answer_the_same_every_time(engine: Engine) -> None:
-    """On PostgreSQL a query's rows first come as records and, once its columns are
-    known, as one array per column: the answers do not change, rows with NULLs and empty
-    results included."""
+    """On PostgreSQL the rows of the query that returned the most last time come as one
+    array per column, the others as records: the answers are the same either way, rows
+    with NULLs and empty results included."""
     await engine.write(_table)
-    reads = [*_reads(), lambda c: _same_param_twice(c, 100)]
-    answers = [await engine.read(lambda conn: together(conn, reads)) for _ in range(3)]
-    assert answers[0][0] == [(30, None, True), (28, "n28", True), (27, "n27", False)]
-    assert answers[0][3] == (None, 15, None)
-    assert answers[0][-1] == []
-    assert answers[1] == answers[0]
-    assert answers[2] == answers[0]
+
+    async def above(conn: Conn, low: int) -> list[tuple[Any, ...]]:
+        rows = await conn.fetch(
+            "SELECT id, name, flag FROM things WHERE id > $1 ORDER BY id DESC", low
+        )
+        return [tuple(r[0:3]) for r in rows]
+
+    def reads(low: int) -> list[Any]:
+        return [*_reads(), lambda c: above(c, low)]
+
+    everything = [(i, None if i % 5 == 0 else f"n{i}", i % 2 == 0) for i in range(30, 0, -1)]
+    alone = await engine.read(lambda conn: together(conn, reads(0)[-1:]))
+    assert alone == [everything]
+    first = await engine.read(lambda conn: together(conn, reads(0)))
+    assert first[-1] == everything
+    assert first[0] == [(30, None, True), (28, "n28", True), (27, "n27", False)]
+    assert first[3] == (None, 15, None)
+    again = await engine.read(lambda conn: together(conn, reads(0)))
+    assert again == first
+    none_left = await engine.read(lambda conn: together(conn, reads(100)))
+    assert none_left == [*first[:-1], []]
+    assert await engine.read(lambda conn: together(conn, reads(25))) == [
+        *first[:-1],
+        everything[:5],
+    ]
 
 
 async def test_nested_reads_join_the_outer_round(engine: Engine) -> None:

@@ -67,10 +67,12 @@ def _params(args: Sequence[object]) -> tuple[object, ...]:
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
-#: The number of columns of each query run in a combined statement, learnt the first
-#: time it returned rows. Bounded: cleared when full.
-_WIDTHS: dict[str, int] = {}
-_WIDTHS_MAX = 4096
+#: What each query run in a combined statement returned the last time it returned rows:
+#: its number of columns and of rows. Bounded: cleared when full.
+_SEEN: dict[str, tuple[int, int]] = {}
+_SEEN_MAX = 4096
+#: Fewer rows than this are not worth a part of their own (:func:`combined`).
+_COLUMNS_MIN_ROWS = 8
 
 
 def combined(queries: Sequence[Query]) -> tuple[Query, list[int | None]]:
@@ -79,19 +81,27 @@ def combined(queries: Sequence[Query]) -> tuple[Query, list[int | None]]:
     ``w``, its rows then being ``w`` columns of the row, each the array of one column's
     values, or ``None``, its rows being one column of the row, an array of records.
 
-    A query's column count is learnt the first time it returns rows: until then its
-    rows come as records, which cost PostgreSQL and the client more to build and read.
-    Each part keeps its query's row order (the order of a subquery holds through a plain
-    scan and aggregate of it). A query must have no array column: asyncpg reads no
-    arrays inside records, and arrays of unequal lengths make no array of arrays.
-    The placeholders of each query are renumbered after those of the queries before it,
-    so the SQL of a query must not contain ``$`` outside its placeholders.
+    Records cost PostgreSQL and asyncpg more to build and read than arrays of plain
+    values, so the query that returned the most rows last time (at least
+    ``_COLUMNS_MIN_ROWS``) comes as column arrays. Only one: each such part is a
+    subquery in ``FROM``, and a ``FROM`` list of several makes the planner search their
+    join orders, which costs more than it saves once a statement has a dozen parts. A
+    query must have no array column: asyncpg reads no arrays inside records, and arrays
+    of unequal lengths make no array of arrays. Each part keeps its query's row order
+    (the order of a subquery holds through a plain scan and aggregate of it). The
+    placeholders of each query are renumbered after those of the queries before it, so
+    the SQL of a query must not contain ``$`` outside its placeholders.
     """
     args: list[object] = []
-    widths: list[int | None] = []
-    for query in queries:
+    widths: list[int | None] = [None] * len(queries)
+    most = _COLUMNS_MIN_ROWS - 1
+    for i, query in enumerate(queries):
         args.extend(query.args)
-        widths.append(_WIDTHS.get(query.sql))
+        width, rows = _SEEN.get(query.sql, (0, 0))
+        if rows > most:
+            most = rows
+            widths = [None] * len(queries)
+            widths[i] = width
     shapes = tuple((q.sql, len(q.args), w) for q, w in zip(queries, widths, strict=True))
     return Query(_combined_sql(shapes), tuple(args)), widths
 
@@ -100,39 +110,46 @@ def combined(queries: Sequence[Query]) -> tuple[Query, list[int | None]]:
 def _combined_sql(shapes: tuple[tuple[str, int, int | None], ...]) -> str:
     """The SQL of :func:`combined` for queries of these SQL texts, argument counts and
     widths: the same few combinations come back request after request."""
-    parts: list[str] = []
+    columns: list[str] = []
+    source = ""
     offset = 0
-    for i, (sql, n, width) in enumerate(shapes):
+    for sql, n, width in shapes:
         inner = _shifted(sql, offset)
         if width is None:
-            parts.append(f"(SELECT ARRAY(SELECT q FROM ({inner}) AS q)) AS p{i}")
+            columns.append(f"ARRAY(SELECT q FROM ({inner}) AS q)")
         else:
-            names = ", ".join(f"c{k}" for k in range(width))
-            arrays = ", ".join(f"array_agg(c{k})" for k in range(width))
-            parts.append(f"(SELECT {arrays} FROM ({inner}) AS q({names})) AS p{i}")
+            names = [f"c{k}" for k in range(width)]
+            arrays = ", ".join(f"array_agg({c}) AS {c}" for c in names)
+            source = f" FROM (SELECT {arrays} FROM ({inner}) AS q({', '.join(names)})) AS p"
+            columns.extend(f"p.{c}" for c in names)
         offset += n
-    return "SELECT * FROM " + ", ".join(parts)
+    return "SELECT " + ", ".join(columns) + source
 
 
 def _split(row: Any, queries: Sequence[Query], widths: Sequence[int | None]) -> list[Any]:
-    """The rows of each query from the row of :func:`combined`'s statement; the width of
-    a query whose rows came as records is learnt from them."""
+    """The rows of each query from the row of :func:`combined`'s statement; what each
+    query returned is noted for the next statement."""
     out: list[Any] = []
     at = 0
     for query, width in zip(queries, widths, strict=True):
         if width is None:
-            records = row[at]
+            rows = row[at]
             at += 1
-            if records:
-                if len(_WIDTHS) >= _WIDTHS_MAX:
-                    _WIDTHS.clear()
-                _WIDTHS[query.sql] = len(records[0])
-            out.append(records)
+            if rows:
+                _note(query.sql, len(rows[0]), len(rows))
         else:
             columns = row[at : at + width]
             at += width
-            out.append([] if columns[0] is None else list(zip(*columns, strict=True)))
+            rows = [] if columns[0] is None else list(zip(*columns, strict=True))
+            _note(query.sql, width, len(rows))
+        out.append(rows)
     return out
+
+
+def _note(sql: str, width: int, rows: int) -> None:
+    if len(_SEEN) >= _SEEN_MAX and sql not in _SEEN:
+        _SEEN.clear()
+    _SEEN[sql] = (width, rows)
 
 
 def _shifted(sql: str, offset: int) -> str:
