@@ -216,7 +216,9 @@ async def test_read_sees_every_committed_write(engine: Engine) -> None:
         assert len(await _offsets(engine)) == i + 1
 
 
-async def test_read_sees_one_snapshot_while_a_write_commits(engine: Engine) -> None:
+async def _counts_around_a_commit(engine: Engine, read: Any) -> list[int]:
+    """What ``read`` (``engine.read`` or a sibling) counts in two statements, between
+    which a write commits."""
     gate = Gate(engine.name)
     seen: list[int] = []
 
@@ -227,11 +229,15 @@ async def test_read_sees_one_snapshot_while_a_write_commits(engine: Engine) -> N
 
     await engine.write(_put, "before", 1)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(engine.read, count_twice)
+        nursery.start_soon(read, count_twice)
         await gate.reached.wait()
         await engine.write(_put, "during", 2)  # commits while the read is half done
         gate.proceed.set()
-    assert seen == [1, 1]
+    return seen
+
+
+async def test_read_sees_one_snapshot_while_a_write_commits(engine: Engine) -> None:
+    assert await _counts_around_a_commit(engine, engine.read) == [1, 1]
     assert len(await _offsets(engine)) == 2
 
 
@@ -241,20 +247,7 @@ async def test_read_settled_sends_no_transaction_where_one_costs_round_trips(
     """``read_settled`` is for reads of rows that no longer change (a ``/sync`` bounded by
     its token): on PostgreSQL it sends no BEGIN or COMMIT, so each statement is a snapshot
     of its own and sees what committed before it; on SQLite it is a snapshot read."""
-    gate = Gate(engine.name)
-    seen: list[int] = []
-
-    async def count_twice(conn: Conn) -> None:
-        seen.append(int(await conn.fetchval("SELECT COUNT(*) FROM ingest_offsets")))
-        await gate.pause()
-        seen.append(int(await conn.fetchval("SELECT COUNT(*) FROM ingest_offsets")))
-
-    await engine.write(_put, "before", 1)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(engine.read_settled, count_twice)
-        await gate.reached.wait()
-        await engine.write(_put, "during", 2)  # commits while the read is half done
-        gate.proceed.set()
+    seen = await _counts_around_a_commit(engine, engine.read_settled)
     assert seen == ([1, 2] if engine.name == "postgres" else [1, 1])
     if engine.name == "postgres":
 
