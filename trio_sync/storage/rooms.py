@@ -229,9 +229,11 @@ async def event_by_id(
     return None if row is None else (str(row[0]), _timeline_event(row, 1))
 
 
-@dataclass(frozen=True, slots=True)
-class StateEvent:
-    """One entry of a room's state: its key, sender and stored JSON."""
+class StateEvent(NamedTuple):
+    """One entry of a room's state: its key, sender and stored JSON.
+
+    A tuple, as :class:`TimelineEvent` is: a complete sync makes one per state event of
+    every room, and a tuple is a third of a frozen dataclass to build."""
 
     event_id: str
     type: str

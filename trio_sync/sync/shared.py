@@ -147,5 +147,5 @@ class WakeShare:
         key = (ev.pos, viewer.fmt, viewer.fields, viewer.now_ms, membership, own)
         text = self._served.get(key)
         if text is None:
-            text = self._served[key] = viewer.serve(ev, access)
+            text = self._served[key] = viewer.serve_as(ev, membership, own)
         return text

@@ -55,10 +55,23 @@ class Viewer:
         it spliced onto its stored text (:func:`~trio_sync.client_format.with_unsigned`);
         any other is parsed, completed and dumped."""
         if self.fmt == "federation":
+            return self.serve_as(ev, None, False, relations)
+        membership, own = self.unsigned_parts(ev, access)
+        return self.serve_as(ev, membership, own, relations)
+
+    def serve_as(
+        self,
+        ev: q.TimelineEvent,
+        membership: str | None,
+        own: bool,
+        relations: dict[str, Any] | None = None,
+    ) -> str:
+        """:meth:`serve` given what :meth:`unsigned_parts` returned for ``ev``."""
+        if self.fmt == "federation":
             if self.fields is None:
                 return ev.json
             return orjson.dumps(apply_event_fields(orjson.loads(ev.json), self.fields)).decode()
-        extra = self.request_unsigned(ev, access, relations)
+        extra = self._unsigned(ev, membership, own, relations)
         if self.fields is None:
             spliced = with_unsigned(ev.json, orjson.dumps(extra).decode())
             if spliced is not None:
@@ -72,11 +85,12 @@ class Viewer:
             event = apply_event_fields(event, self.fields)
         return orjson.dumps(event).decode()
 
-    def request_unsigned(
+    def _unsigned(
         self,
         ev: q.TimelineEvent,
-        access: RoomAccess | None,
-        relations: dict[str, Any] | None = None,
+        membership: str | None,
+        own: bool,
+        relations: dict[str, Any] | None,
     ) -> dict[str, Any]:
         """The ``unsigned`` keys ``ev`` gets for this viewer on top of the stored ones, in
         this order: ``age`` (when ``now_ms`` is set), ``membership``, ``transaction_id``,
@@ -84,7 +98,6 @@ class Viewer:
         extra: dict[str, Any] = {}
         if self.now_ms:
             extra["age"] = max(0, self.now_ms - ev.origin_server_ts)
-        membership, own = self.unsigned_parts(ev, access)
         if membership is not None:
             extra["membership"] = membership
         if own:

@@ -30,7 +30,7 @@ from ...storage.rounds import together
 from ...storage.visibility import RoomAccess, load_access
 from ...tokens import TopologyToken
 from ..response import JoinedRoom, RoomTimeline, SyncContext, SyncResponse
-from ..timeline import Selected, first_page_size, prev_batch, scan, select_recent
+from ..timeline import Selected, first_page_size, is_plain, prev_batch, scan, select_recent
 
 #: Up to this many new events, read them all in one query and share them out by room.
 READ_RANGE_MAX = 200
@@ -126,10 +126,12 @@ async def room_section(
         state = await _with_lazy_members(conn, ctx, room_id, state, events, heroes, state_upto)
     in_timeline = {e.event_id for e in events} if not ctx.state_after else set()
     sfilter = ctx.filter.room.state
+    plain = is_plain(sfilter)
     served_state = [
         viewer.serve_state(s.json)
         for s in state
-        if s.event_id not in in_timeline and sfilter.matches({"type": s.type, "sender": s.sender})
+        if s.event_id not in in_timeline
+        and (plain or sfilter.matches({"type": s.type, "sender": s.sender}))
     ]
     if sfilter.limit is not None:
         served_state = served_state[: sfilter.limit]
