@@ -14,6 +14,7 @@ from trio_sync.storage.rooms import (
     joined_rooms_map,
     memberships_at,
     memberships_now_and_since,
+    newest_pages,
     recent_events,
     rooms_with_events,
     state_at,
@@ -232,6 +233,23 @@ async def test_recent_events_are_the_newest_in_order(engine: Engine, history: Hi
     found = await engine.read(recent_events, ROOM, 10, 20, 100)
     assert [(e.pos, e.event_id) for e in found] == [(p, e) for p, e in in_room if 10 < p <= 20]
     assert all(e.depth == pdu_of(history.messages[e.pos - 1])["depth"] for e in found)
+
+
+async def test_newest_pages_of_several_rooms_are_each_newest_first(
+    engine: Engine, history: History
+) -> None:
+    """Every room's page is its own newest events in the range, newest first, however
+    the rows of the rooms come back from the one statement."""
+    by_room: dict[str, list[tuple[int, str]]] = {ROOM: [], OTHER_ROOM: []}
+    for pos, m in enumerate(history.messages, start=1):
+        by_room[pdu_of(m)["room_id"]].append((pos, event_id_of(m)))
+    for after, upto, limit in [(0, history.last, 3), (0, history.last, 100), (6, 14, 2)]:
+        pages = await engine.read(newest_pages, [OTHER_ROOM, ROOM], after, upto, limit)
+        assert list(pages) == [OTHER_ROOM, ROOM]
+        for room, page in pages.items():
+            in_range = [(p, e) for p, e in by_room[room] if after < p <= upto]
+            assert [(e.pos, e.event_id) for e in page] == in_range[::-1][:limit], room
+    assert await engine.read(newest_pages, [ROOM], 5, 5, 3) == {ROOM: []}
 
 
 async def test_backfilled_events_are_left_out_of_timelines(engine: Engine) -> None:
