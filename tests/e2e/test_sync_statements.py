@@ -12,7 +12,7 @@ import pytest
 from trio_sync import Service
 from trio_sync.roomlog import RoomLog
 from trio_sync.storage.accounts import Device
-from trio_sync.sync.request import SyncRequest
+from trio_sync.sync.request import SyncRequest, parse_sync_request
 from trio_sync.sync.response import SyncResponse
 from trio_sync.tokens import StreamToken
 
@@ -103,6 +103,33 @@ async def test_statements_are_the_same_for_one_room_and_a_thousand(
         assert len(orjson.loads(resp.dumps())["rooms"]["join"]) == count
         full[device.user_id] = n
     assert full[BOB] == full[CAROL]
+
+
+async def test_lazy_loading_complete_sync_is_as_flat(service: Service, rooms: RoomLog) -> None:
+    """A lazy-loading client (as Element's filter asks) pays the statements any other
+    client pays: the member events of each room's timeline senders, heroes and the user
+    come with the state of every room in one read, not in one read per room."""
+    lazy = parse_sync_request(
+        {"filter": orjson.dumps({"room": {"state": {"lazy_load_members": True}}}).decode()}
+    )
+    bob, carol = await _device(service, BOB), await _device(service, CAROL)
+    counts: dict[str, tuple[int, int]] = {}
+    for device, count in ((bob, 1), (carol, MANY)):
+        await service.sync.sync(device, SyncRequest())  # first sync: presence, caches
+        plain, _ = await _counted(service, device, SyncRequest())
+        n, resp = await _counted(service, device, lazy)
+        joined = orjson.loads(resp.dumps())["rooms"]["join"]
+        assert len(joined) == count
+        for section in joined.values():
+            state = section["state"]["events"]
+            assert {e["state_key"] for e in state if e["type"] == "m.room.member"} == {
+                ALICE,
+                device.user_id,
+            }
+            assert {e["type"] for e in state} >= {"m.room.create", "m.room.power_levels"}
+        counts[device.user_id] = (plain, n)
+    assert counts[BOB] == counts[CAROL]
+    assert counts[BOB][1] == counts[BOB][0]
 
 
 async def test_complete_sync_is_right_when_memory_disagrees(

@@ -7,7 +7,7 @@ returns (plus an index descent), never the length of the room's history.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -276,32 +276,51 @@ async def state_at(
     return _state_rows(rows)
 
 
+#: Between the room ID and the user ID of a pair's text in :func:`states_at` (``chr(31)``
+#: in SQL): a pair's text is only ever compared with a row's own room and state key, so
+#: even a collision could bring in nothing but a member event of the room's own state.
+_PAIR = "\x1f"
+
+
 async def states_at(
-    conn: Conn, points: dict[str, int], fmt: str = "client"
+    conn: Conn,
+    points: dict[str, int],
+    fmt: str = "client",
+    *,
+    members: Mapping[str, Iterable[str]] | None = None,
 ) -> dict[str, list[StateEvent]]:
-    """For every room of ``points``, what :func:`state_at` (room, ``points[room]``)
-    returns, in one statement."""
+    """For every room of ``points``, what :func:`state_at` (room, ``points[room]``,
+    ``members=members[room]``) returns, in one statement: with ``members`` (every room of
+    ``points`` in it), a room's ``m.room.member`` entries are those of its users there
+    (lazy loading)."""
     if not points:
         return {}
     select = f"SELECT s.room_id, e.event_id, s.type, s.state_key, e.sender, e.{json_column(fmt)} "
     join = (
         "JOIN room_state s ON s.room_id = r.room_id AND s.added_at <= r.at "
-        "AND s.removed_at > r.at JOIN events e ON e.event_id = s.event_id "
-        "ORDER BY s.room_id, s.added_at, s.type, s.state_key"
+        "AND s.removed_at > r.at JOIN events e ON e.event_id = s.event_id"
     )
+    order = " ORDER BY s.room_id, s.added_at, s.type, s.state_key"
+    args: list[object]
     if conn.dialect == "postgres":
-        rows = await conn.fetch(
-            f"{select}FROM unnest($1::text[], $2::bigint[]) AS r(room_id, at) {join}",
-            Array(list(points)),
-            Array(list(points.values())),
-        )
+        source = "FROM unnest($1::text[], $2::bigint[]) AS r(room_id, at) "
+        args = [Array(list(points)), Array(list(points.values()))]
+        pair = "s.room_id || chr(31) || s.state_key IN (SELECT unnest($3::text[]))"
     else:
-        pairs = [[room_id, at] for room_id, at in points.items()]
-        rows = await conn.fetch(
-            f"{select}FROM (SELECT json_extract(value, '$[0]') AS room_id, "
-            "json_extract(value, '$[1]') AS at FROM json_each($1)) AS r " + join,
-            orjson.dumps(pairs).decode(),
+        source = (
+            "FROM (SELECT json_extract(value, '$[0]') AS room_id, "
+            "json_extract(value, '$[1]') AS at FROM json_each($1)) AS r "
         )
+        args = [orjson.dumps([[room_id, at] for room_id, at in points.items()]).decode()]
+        pair = "s.room_id || char(31) || s.state_key IN (SELECT value FROM json_each($2))"
+    where = ""
+    if members is not None:
+        # A hashed lookup of the (room, user) pairs, on both backends.
+        where = f" WHERE (s.type <> '{MEMBER}' OR {pair})"
+        args.append(
+            Array([f"{room_id}{_PAIR}{user}" for room_id in points for user in members[room_id]])
+        )
+    rows = await conn.fetch(select + source + join + where + order, *args)
     out: dict[str, list[StateEvent]] = {r: [] for r in points}
     for r in rows:
         out[r[0]].append(StateEvent(r[1], r[2], r[3], r[4], r[5]))

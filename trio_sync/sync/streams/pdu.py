@@ -67,6 +67,7 @@ async def room_section(
     changes: q.StateChanges | None = None,
     chosen: Selected | None = None,
     state_rows: list[q.StateEvent] | None = None,
+    state_members: Sequence[str] | None = None,
     with_children: set[str] | None = None,
 ) -> JoinedRoom:
     """Timeline of events at ``after < p <= upto`` (newest ``limit`` the user may see) and
@@ -77,7 +78,8 @@ async def room_section(
     ``changes`` the room's state changes since ``after``, when it has read those;
     ``chosen`` the timeline, when the caller has chosen it; ``state_rows`` the whole
     state at the timeline's start (or end, with ``state_after``) for a ``full_state``
-    section without lazy loading, when the caller has read it.
+    section, when the caller has read it: with lazy loading, its member entries only
+    those of the users ``state_members`` (at least :func:`_lazy_members`).
     """
     viewer = ctx.viewer
     limit = ctx.filter.timeline_limit(10)
@@ -100,8 +102,14 @@ async def room_section(
     fmt = viewer.fmt
     lazy = _lazy_members(ctx, events)
     state_upto = upto if ctx.state_after else before
+    #: Member entries at ``state_upto`` already read, and the users they were read for.
+    read: tuple[list[q.StateEvent], set[str]] | None = None
     if full_state and state_rows is not None and lazy is None:
         state = state_rows
+    elif full_state and state_rows is not None and state_members is not None:
+        keep = set(lazy or ())
+        state = [s for s in state_rows if s.type != q.MEMBER or s.state_key in keep]
+        read = [s for s in state_rows if s.type == q.MEMBER], set(state_members)
     elif full_state:
         state = await q.state_at(conn, room_id, state_upto, fmt, members=lazy)
     elif ctx.state_after or chosen.gap:
@@ -123,7 +131,9 @@ async def room_section(
     if summary is not None:
         heroes = summary.heroes
     if lazy is not None:
-        state = await _with_lazy_members(conn, ctx, room_id, state, events, heroes, state_upto)
+        state = await _with_lazy_members(
+            conn, ctx, room_id, state, events, heroes, state_upto, read
+        )
     in_timeline = {e.event_id for e in events} if not ctx.state_after else set()
     sfilter = ctx.filter.room.state
     plain = is_plain(sfilter)
@@ -201,16 +211,24 @@ async def joined_sections(
             first_page=pages.get(room_id),
         )
     points: dict[str, int] = {}
-    if full_state and not ctx.filter.room.state.lazy_load_members:
+    members: dict[str, list[str]] | None = None
+    if full_state:
         for room_id, c in chosen.items():
             start = (c.events[0].pos if c.events else upto + 1) - 1
             points[room_id] = upto if ctx.state_after else start
+        if ctx.filter.room.state.lazy_load_members:
+            # The members a lazy-loading section starts with: its timeline's senders, the
+            # user and, when the summary is known already, the heroes.
+            members = {
+                r: _wanted_members(ctx, c.events, (summaries or {}).get(r))
+                for r, c in chosen.items()
+            }
     # The state at those points and which timeline events have relations to bundle, for
     # all rooms at once (a room whose events have none then costs no aggregation query).
     states, with_children = await together(
         conn,
         [
-            partial(q.states_at, points=points, fmt=viewer.fmt),
+            partial(q.states_at, points=points, fmt=viewer.fmt, members=members),
             partial(
                 ctx.shared.parents_with_children,
                 rooms=rooms,
@@ -234,9 +252,21 @@ async def joined_sections(
             changes=changes,
             chosen=chosen[room_id],
             state_rows=states.get(room_id),
+            state_members=None if members is None else members[room_id],
             with_children=with_children,
         )
     return out
+
+
+def _wanted_members(
+    ctx: SyncContext, timeline: Sequence[q.TimelineEvent], summary: q.Summary | None
+) -> list[str]:
+    """Whose member events a lazy-loading section of ``timeline`` may send: those of
+    :func:`_lazy_members` and the heroes of ``summary`` (see :func:`_with_lazy_members`)."""
+    wanted = dict.fromkeys(_lazy_members(ctx, timeline) or ())
+    if summary is not None:
+        wanted.update(dict.fromkeys(summary.heroes))
+    return list(wanted)
 
 
 async def _hidden_changes(
@@ -264,9 +294,12 @@ async def _with_lazy_members(
     events: Sequence[q.TimelineEvent],
     heroes: Sequence[str],
     at: int,
+    read: tuple[list[q.StateEvent], set[str]] | None = None,
 ) -> list[q.StateEvent]:
     """Add the member events of timeline senders and heroes that this device has not been
     sent yet (all of them with ``include_redundant_members``), and remember what was sent.
+    ``read`` is the member entries at ``at`` of a set of users, when the caller has read
+    them: users of that set are looked up there instead of in storage.
     """
     wanted = dict.fromkeys(e.sender for e in events)
     wanted.update(dict.fromkeys(heroes))
@@ -277,9 +310,14 @@ async def _with_lazy_members(
     redundant = ctx.filter.room.state.include_redundant_members
     since = ctx.since.pdu if ctx.since is not None else -1
     if missing:
-        for s in await q.state_at(
-            conn, room_id, at, ctx.viewer.fmt, types=[q.MEMBER], members=missing
-        ):
+        if read is not None and read[1].issuperset(missing):
+            wanted_rows = set(missing)
+            found = [s for s in read[0] if s.state_key in wanted_rows]
+        else:
+            found = await q.state_at(
+                conn, room_id, at, ctx.viewer.fmt, types=[q.MEMBER], members=missing
+            )
+        for s in found:
             known = sent.get(s.state_key)
             if redundant or known is None or known[0] != s.event_id or known[1] > since:
                 state.append(s)
