@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from trio_sync.roomlog import RoomLog
-from trio_sync.storage import Engine
+from trio_sync.storage import Conn, Engine
+from trio_sync.storage.relations import parents_with_children
+from trio_sync.storage.rooms import newest_pages, newest_pages_with_parents
 
 from .support import (
     ALICE,
@@ -124,3 +126,51 @@ async def test_redaction_drops_the_relation_and_purge_the_room(engine: Engine) -
     assert [r[0] for r in await rows(engine)] == [kept, elsewhere]
     await ingest(engine, [purge_room(ROOM)])
     assert [r[0] for r in await rows(engine)] == [elsewhere]
+
+
+async def test_first_pages_say_which_events_have_children_to_bundle(engine: Engine) -> None:
+    """The pages of several rooms come with which of their events have a child of a
+    bundled relation type (a thread reply, an edit, a reference; not a custom type) at
+    the position asked for, the same as the lookup by event ID answers."""
+    log = RoomLog()
+    setup = [*log.create_room(ROOM, ALICE), *log.create_room(OTHER_ROOM, BOB)]
+    thread, edited, referenced, custom, plain = (
+        log.message(room, ALICE, name)
+        for room, name in [
+            (ROOM, "thread"),
+            (ROOM, "edited"),
+            (OTHER_ROOM, "referenced"),
+            (OTHER_ROOM, "custom"),
+            (ROOM, "plain"),
+        ]
+    )
+    children = [
+        related(log, ROOM, {"rel_type": "m.thread", "event_id": event_id_of(thread)}),
+        related(
+            log,
+            ROOM,
+            {"rel_type": "m.replace", "event_id": event_id_of(edited)},
+            **{"m.new_content": {"body": "y"}},
+        ),
+        related(log, OTHER_ROOM, {"rel_type": "m.reference", "event_id": event_id_of(referenced)}),
+        related(log, OTHER_ROOM, {"rel_type": "org.example", "event_id": event_id_of(custom)}),
+    ]
+    await ingest(engine, [*setup, thread, edited, referenced, custom, plain])
+    before_children = len(setup) + 5
+    await ingest(engine, children)
+    upto = before_children + len(children)
+    rooms = [ROOM, OTHER_ROOM]
+
+    async def read(conn: Conn, children_upto: int) -> tuple[Any, set[str], Any, set[str]]:
+        pages, parents = await newest_pages_with_parents(
+            conn, rooms, 0, upto, 20, "client", children_upto
+        )
+        ids = [e.event_id for page in pages.values() for e in page]
+        by_id = await parents_with_children(conn, rooms, ids, children_upto)
+        return pages, parents, await newest_pages(conn, rooms, 0, upto, 20), by_id
+
+    pages, parents, plain_pages, by_id = await engine.read(read, upto)
+    assert pages == plain_pages
+    assert parents == by_id == {event_id_of(m) for m in (thread, edited, referenced)}
+    pages, parents, _, by_id = await engine.read(read, before_children)
+    assert parents == by_id == set()

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import orjson
 
 from .engine import FOREVER, Array, Conn, Row
+from .relations import BUNDLED
 
 MEMBER = "m.room.member"
 _new = tuple.__new__
@@ -179,6 +180,40 @@ async def events_page(
     return [_timeline_event(r) for r in rows]
 
 
+def _newest_pages_sql(dialect: str, fmt: str, children: str = "") -> str:
+    """The query of :func:`newest_pages` (``$1`` rooms, ``$2`` after, ``$3`` upto, ``$4``
+    limit), each row ``room_id, *TimelineEvent`` and then ``children`` if given (an
+    expression over the event ``e``)."""
+    cols = ", ".join(f"e.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
+    extra = f", {children}" if children else ""
+    if dialect == "postgres":
+        return (
+            f"SELECT r.room_id, {cols}, e.{json_column(fmt)}{extra} "
+            "FROM unnest($1::text[]) AS r(room_id) "
+            "CROSS JOIN LATERAL (SELECT * FROM events WHERE room_id = r.room_id AND pos > $2 "
+            "AND pos <= $3 AND exclude_from_sync = 0 ORDER BY pos DESC LIMIT $4) AS e"
+        )
+    return (
+        f"SELECT r.value, {cols}, e.{json_column(fmt)}{extra} FROM json_each($1) AS r "
+        "JOIN events e ON e.room_id = r.value AND e.pos <= $3 AND e.pos > COALESCE(("
+        "SELECT x.pos FROM events x WHERE x.room_id = r.value AND x.pos > $2 "
+        "AND x.pos <= $3 AND x.exclude_from_sync = 0 ORDER BY x.pos DESC "
+        "LIMIT 1 OFFSET $4 - 1) - 1, $2) "
+        "WHERE e.exclude_from_sync = 0"
+    )
+
+
+def _pages(room_ids: Sequence[str], rows: Sequence[Row]) -> dict[str, list[TimelineEvent]]:
+    out: dict[str, list[TimelineEvent]] = {r: [] for r in room_ids}
+    for r in rows:
+        out[r[0]].append(_timeline_event(r, 1))
+    for events in out.values():
+        # By position alone (positions are unique): a few events per room here cost less
+        # than the server sorting every room's rows, JSON and all, in one sort.
+        events.sort(reverse=True)
+    return out
+
+
 async def newest_pages(
     conn: Conn, room_ids: Sequence[str], after: int, upto: int, limit: int, fmt: str = "client"
 ) -> dict[str, list[TimelineEvent]]:
@@ -189,33 +224,32 @@ async def newest_pages(
     per room by a correlated subquery)."""
     if not room_ids:
         return {}
-    cols = ", ".join(f"e.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
-    if conn.dialect == "postgres":
-        sql = (
-            f"SELECT r.room_id, {cols}, e.{json_column(fmt)} FROM unnest($1::text[]) AS r(room_id) "
-            f"CROSS JOIN LATERAL (SELECT * FROM events WHERE room_id = r.room_id AND pos > $2 "
-            "AND pos <= $3 AND exclude_from_sync = 0 ORDER BY pos DESC LIMIT $4) AS e"
-        )
-        room_list: object = Array(list(room_ids))
-    else:
-        sql = (
-            f"SELECT r.value, {cols}, e.{json_column(fmt)} FROM json_each($1) AS r "
-            "JOIN events e ON e.room_id = r.value AND e.pos <= $3 AND e.pos > COALESCE(("
-            "SELECT x.pos FROM events x WHERE x.room_id = r.value AND x.pos > $2 "
-            "AND x.pos <= $3 AND x.exclude_from_sync = 0 ORDER BY x.pos DESC "
-            "LIMIT 1 OFFSET $4 - 1) - 1, $2) "
-            "WHERE e.exclude_from_sync = 0"
-        )
-        room_list = Array(list(room_ids))
-    rows = await conn.fetch(sql, room_list, after, upto, limit)
-    out: dict[str, list[TimelineEvent]] = {r: [] for r in room_ids}
-    for r in rows:
-        out[r[0]].append(_timeline_event(r, 1))
-    for events in out.values():
-        # By position alone (positions are unique): a few events per room here cost less
-        # than the server sorting every room's rows, JSON and all, in one sort.
-        events.sort(reverse=True)
-    return out
+    sql = _newest_pages_sql(conn.dialect, fmt)
+    rows = await conn.fetch(sql, Array(list(room_ids)), after, upto, limit)
+    return _pages(room_ids, rows)
+
+
+async def newest_pages_with_parents(
+    conn: Conn,
+    room_ids: Sequence[str],
+    after: int,
+    upto: int,
+    limit: int,
+    fmt: str,
+    children_upto: int,
+) -> tuple[dict[str, list[TimelineEvent]], set[str]]:
+    """:func:`newest_pages`, and which of their events have a child of a bundled relation
+    type at ``p <= children_upto`` (an index probe per event, in the same statement)."""
+    if not room_ids:
+        return {}, set()
+    bundled = ", ".join(f"'{t}'" for t in BUNDLED)
+    has_children = (
+        "EXISTS (SELECT 1 FROM relations c WHERE c.room_id = e.room_id "
+        f"AND c.parent_id = e.event_id AND c.rel_type IN ({bundled}) AND c.pos <= $5)"
+    )
+    sql = _newest_pages_sql(conn.dialect, fmt, has_children)
+    rows = await conn.fetch(sql, Array(list(room_ids)), after, upto, limit, children_upto)
+    return _pages(room_ids, rows), {str(r[3]) for r in rows if r[11]}
 
 
 async def event_by_id(

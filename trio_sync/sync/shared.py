@@ -80,12 +80,28 @@ class WakeShare:
         return {r: list(events) for r, events in got.items() if events}
 
     async def newest_pages(
-        self, conn: Conn, rooms: Sequence[str], after: int, upto: int, limit: int, fmt: str
+        self,
+        conn: Conn,
+        rooms: Sequence[str],
+        after: int,
+        upto: int,
+        limit: int,
+        fmt: str,
+        children_upto: int | None = None,
     ) -> dict[str, list[q.TimelineEvent]]:
-        """:func:`q.newest_pages`, every room of ``rooms`` present."""
+        """:func:`q.newest_pages`, every room of ``rooms`` present. With ``children_upto``,
+        which of the events read have children to bundle at ``p <= children_upto`` is read
+        with them and noted for :meth:`parents_with_children`."""
 
         async def read(missing: list[str]) -> dict[str, list[q.TimelineEvent]]:
-            return await q.newest_pages(conn, missing, after, upto, limit, fmt)
+            if children_upto is None:
+                return await q.newest_pages(conn, missing, after, upto, limit, fmt)
+            pages, parents = await q.newest_pages_with_parents(
+                conn, missing, after, upto, limit, fmt, children_upto
+            )
+            ids = (e.event_id for events in pages.values() for e in events)
+            self.know_children(children_upto, ids, parents)
+            return pages
 
         got = await self._per_room(("page", after, upto, limit, fmt), rooms, read, list)
         return {r: list(events) for r, events in got.items()}

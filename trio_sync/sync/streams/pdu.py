@@ -414,6 +414,8 @@ class PduStream:
         allows = ctx.filter.room.allows_room
         guess = ctx.joined or []
         page = first_page_size(ctx.filter.timeline_limit(10))
+        # Which events of the first pages have relations to bundle is read with them: for
+        # a room whose timeline comes from its first page, only its state is left to read.
         found, access, summaries, pages = await together(
             conn,
             [
@@ -427,6 +429,7 @@ class PduStream:
                     upto=now,
                     limit=page,
                     fmt=ctx.viewer.fmt,
+                    children_upto=ctx.now.pdu,
                 ),
             ],
         )
