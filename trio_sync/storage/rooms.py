@@ -249,6 +249,7 @@ async def newest_pages_with_parents(
     )
     sql = _newest_pages_sql(conn.dialect, fmt, has_children)
     rows = await conn.fetch(sql, Array(list(room_ids)), after, upto, limit, children_upto)
+    # A row: room ID, the ten TimelineEvent columns (event ID third), the flag.
     return _pages(room_ids, rows), {str(r[3]) for r in rows if r[11]}
 
 
