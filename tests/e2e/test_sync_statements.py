@@ -6,6 +6,8 @@ one room and a user in 1,000 rooms with the same history each.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 import pytest
 
@@ -130,6 +132,32 @@ async def test_lazy_loading_complete_sync_is_as_flat(service: Service, rooms: Ro
         counts[device.user_id] = (plain, n)
     assert counts[BOB] == counts[CAROL]
     assert counts[BOB][1] == counts[BOB][0]
+
+    # A new event from a new sender in every room of each: the senders' member events
+    # come in one read for all rooms.
+    tokens = {}
+    for device in (bob, carol):
+        tokens[device.user_id] = (await service.sync.sync(device, lazy)).next_batch
+    dave = f"@dave:{SERVER}"
+    await service.ingest([rooms.member(_room(n), dave, "join") for n in range(MANY + 1)])
+    for device in (bob, carol):
+        tokens[device.user_id] = (
+            await service.sync.sync(device, _since(lazy, tokens[device.user_id]))
+        ).next_batch
+    await service.ingest([rooms.message(_room(n), dave, "hi") for n in range(MANY + 1)])
+    incremental = {}
+    for device, count in ((bob, 1), (carol, MANY)):
+        n, resp = await _counted(service, device, _since(lazy, tokens[device.user_id]))
+        joined = orjson.loads(resp.dumps())["rooms"]["join"]
+        assert len(joined) == count
+        for section in joined.values():
+            assert [e["state_key"] for e in section["state"]["events"]] == [dave]
+        incremental[device.user_id] = n
+    assert incremental[BOB] == incremental[CAROL]
+
+
+def _since(req: SyncRequest, since: StreamToken) -> SyncRequest:
+    return replace(req, since=since, timeout_ms=0)
 
 
 async def test_complete_sync_is_right_when_memory_disagrees(

@@ -323,11 +323,12 @@ async def states_at(
     fmt: str = "client",
     *,
     members: Mapping[str, Iterable[str]] | None = None,
+    members_only: bool = False,
 ) -> dict[str, list[StateEvent]]:
     """For every room of ``points``, what :func:`state_at` (room, ``points[room]``,
     ``members=members[room]``) returns, in one statement: with ``members`` (every room of
     ``points`` in it), a room's ``m.room.member`` entries are those of its users there
-    (lazy loading)."""
+    (lazy loading), and with ``members_only`` too, there are no other entries."""
     if not points:
         return {}
     select = f"SELECT s.room_id, e.event_id, s.type, s.state_key, e.sender, e.{json_column(fmt)} "
@@ -351,7 +352,8 @@ async def states_at(
     where = ""
     if members is not None:
         # A hashed lookup of the (room, user) pairs, on both backends.
-        where = f" WHERE (s.type <> '{MEMBER}' OR {pair})"
+        either = "AND" if members_only else "OR"
+        where = f" WHERE (s.type {'=' if members_only else '<>'} '{MEMBER}' {either} {pair})"
         args.append(
             Array([f"{room_id}{_PAIR}{user}" for room_id in points for user in members[room_id]])
         )

@@ -67,6 +67,7 @@ async def room_section(
     changes: q.StateChanges | None = None,
     chosen: Selected | None = None,
     state_rows: list[q.StateEvent] | None = None,
+    member_rows: list[q.StateEvent] | None = None,
     state_members: Sequence[str] | None = None,
     with_children: set[str] | None = None,
 ) -> JoinedRoom:
@@ -79,7 +80,9 @@ async def room_section(
     ``chosen`` the timeline, when the caller has chosen it; ``state_rows`` the whole
     state at the timeline's start (or end, with ``state_after``) for a ``full_state``
     section, when the caller has read it: with lazy loading, its member entries only
-    those of the users ``state_members`` (at least :func:`_lazy_members`).
+    those of the users ``state_members`` (at least :func:`_lazy_members`);
+    ``member_rows`` (lazy loading, without full state) the member entries of the users
+    ``state_members`` at that place, when the caller has read them.
     """
     viewer = ctx.viewer
     limit = ctx.filter.timeline_limit(10)
@@ -104,6 +107,8 @@ async def room_section(
     state_upto = upto if ctx.state_after else before
     #: Member entries at ``state_upto`` already read, and the users they were read for.
     read: tuple[list[q.StateEvent], set[str]] | None = None
+    if member_rows is not None and state_members is not None:
+        read = member_rows, set(state_members)
     if full_state and state_rows is not None and lazy is None:
         state = state_rows
     elif full_state and state_rows is not None and state_members is not None:
@@ -212,13 +217,15 @@ async def joined_sections(
         )
     points: dict[str, int] = {}
     members: dict[str, list[str]] | None = None
-    if full_state:
+    lazy = ctx.filter.room.state.lazy_load_members
+    if full_state or lazy:
         for room_id, c in chosen.items():
             start = (c.events[0].pos if c.events else upto + 1) - 1
             points[room_id] = upto if ctx.state_after else start
-        if ctx.filter.room.state.lazy_load_members:
-            # The members a lazy-loading section starts with: its timeline's senders, the
-            # user and, when the summary is known already, the heroes.
+        if lazy:
+            # The members a lazy-loading section may send: its timeline's senders, the
+            # user and, when the summary is known already, the heroes. Without full state
+            # only their member entries are read.
             members = {
                 r: _wanted_members(ctx, c.events, (summaries or {}).get(r))
                 for r, c in chosen.items()
@@ -228,7 +235,13 @@ async def joined_sections(
     states, with_children = await together(
         conn,
         [
-            partial(q.states_at, points=points, fmt=viewer.fmt, members=members),
+            partial(
+                q.states_at,
+                points=points,
+                fmt=viewer.fmt,
+                members=members,
+                members_only=not full_state,
+            ),
             partial(
                 ctx.shared.parents_with_children,
                 rooms=rooms,
@@ -251,7 +264,8 @@ async def joined_sections(
             summary=(summaries or {}).get(room_id),
             changes=changes,
             chosen=chosen[room_id],
-            state_rows=states.get(room_id),
+            state_rows=states.get(room_id) if full_state else None,
+            member_rows=None if full_state else states.get(room_id),
             state_members=None if members is None else members[room_id],
             with_children=with_children,
         )
