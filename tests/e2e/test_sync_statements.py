@@ -156,6 +156,42 @@ async def test_lazy_loading_complete_sync_is_as_flat(service: Service, rooms: Ro
     assert incremental[BOB] == incremental[CAROL]
 
 
+async def test_limited_timelines_cost_no_statement_per_room(
+    service: Service, rooms: RoomLog
+) -> None:
+    """An incremental sync in which several rooms' timelines are limited reads what
+    changed in their state before each timeline in one statement for all of them, with
+    and without lazy loading and ``use_state_after``."""
+    lazy = parse_sync_request(
+        {"filter": orjson.dumps({"room": {"state": {"lazy_load_members": True}}}).decode()}
+    )
+    after = parse_sync_request({"use_state_after": "true"})
+    bob, carol = await _device(service, BOB), await _device(service, CAROL)
+    burst = {BOB: [_room(0)], CAROL: [_room(n) for n in range(1, 11)]}
+    for device in (bob, carol):
+        await service.sync.sync(device, SyncRequest())  # first sync: presence, caches
+    for req in (SyncRequest(), lazy, after):
+        tokens = {}
+        for device in (bob, carol):
+            tokens[device.user_id] = (await service.sync.sync(device, req)).next_batch
+        await service.ingest(
+            [
+                rooms.message(room_id, ALICE, f"burst {i}")
+                for room_ids in burst.values()
+                for room_id in room_ids
+                for i in range(MESSAGES)
+            ]
+        )
+        counts = {}
+        for device in (bob, carol):
+            n, resp = await _counted(service, device, _since(req, tokens[device.user_id]))
+            joined = orjson.loads(resp.dumps())["rooms"]["join"]
+            assert sorted(joined) == sorted(burst[device.user_id])
+            assert all(s["timeline"]["limited"] for s in joined.values())
+            counts[device.user_id] = n
+        assert counts[BOB] == counts[CAROL], req
+
+
 def _since(req: SyncRequest, since: StreamToken) -> SyncRequest:
     return replace(req, since=since, timeout_ms=0)
 

@@ -230,9 +230,16 @@ async def joined_sections(
                 r: _wanted_members(ctx, c.events, (summaries or {}).get(r))
                 for r, c in chosen.items()
             }
+    # Rooms whose section is the state that changed since ``after`` (a timeline that left
+    # events out before it, or ``state_after``): their changes, read for all at once.
+    delta_rooms = (
+        [r for r, c in chosen.items() if ctx.state_after or c.gap]
+        if not full_state and changes is None
+        else []
+    )
     # The state at those points and which timeline events have relations to bundle, for
     # all rooms at once (a room whose events have none then costs no aggregation query).
-    states, with_children = await together(
+    states, with_children, read_changes = await together(
         conn,
         [
             partial(
@@ -248,8 +255,11 @@ async def joined_sections(
                 parent_ids=[e.event_id for c in chosen.values() for e in c.events],
                 upto=ctx.now.pdu,
             ),
+            partial(_changes_of, rooms=delta_rooms, after=after, upto=upto, fmt=viewer.fmt),
         ],
     )
+    if read_changes is not None:
+        changes = read_changes
     out = {}
     for room_id in rooms:
         out[room_id] = await room_section(
@@ -270,6 +280,13 @@ async def joined_sections(
             with_children=with_children,
         )
     return out
+
+
+async def _changes_of(
+    conn: Conn, rooms: Sequence[str], after: int, upto: int, fmt: str
+) -> q.StateChanges | None:
+    """:func:`q.state_changes` of ``rooms``; None, and no query, for no rooms."""
+    return await q.state_changes(conn, rooms, after, upto, fmt) if rooms else None
 
 
 def _wanted_members(
