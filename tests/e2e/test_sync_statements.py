@@ -192,6 +192,32 @@ async def test_limited_timelines_cost_no_statement_per_room(
         assert counts[BOB] == counts[CAROL], req
 
 
+async def test_member_changes_cost_no_statement_per_room(service: Service, rooms: RoomLog) -> None:
+    """An incremental sync in which members joined several rooms reads those rooms'
+    summaries in one statement for all of them."""
+    bob, carol = await _device(service, BOB), await _device(service, CAROL)
+    joins = {BOB: [_room(0)], CAROL: [_room(n) for n in range(1, 11)]}
+    for device in (bob, carol):
+        await service.sync.sync(device, SyncRequest())  # first sync: presence, caches
+    tokens = {}
+    for device in (bob, carol):
+        tokens[device.user_id] = (await service.sync.sync(device, SyncRequest())).next_batch
+    erin = f"@erin:{SERVER}"
+    await service.ingest(
+        [rooms.member(room_id, erin, "join") for room_ids in joins.values() for room_id in room_ids]
+    )
+    counts = {}
+    for device in (bob, carol):
+        n, resp = await _counted(service, device, _since(SyncRequest(), tokens[device.user_id]))
+        joined = orjson.loads(resp.dumps())["rooms"]["join"]
+        assert sorted(joined) == sorted(joins[device.user_id])
+        for section in joined.values():
+            assert section["summary"]["m.joined_member_count"] == 3
+            assert erin in section["summary"]["m.heroes"]
+        counts[device.user_id] = n
+    assert counts[BOB] == counts[CAROL]
+
+
 def _since(req: SyncRequest, since: StreamToken) -> SyncRequest:
     return replace(req, since=since, timeout_ms=0)
 

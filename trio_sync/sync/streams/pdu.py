@@ -260,6 +260,19 @@ async def joined_sections(
     )
     if read_changes is not None:
         changes = read_changes
+    # The summaries of the rooms whose members changed, as :func:`room_section` would see
+    # it from their timeline and state changes, for all of them at once.
+    summaries = dict(summaries or {})
+    changed = [
+        r
+        for r in rooms
+        if r not in summaries
+        and _members_changed(
+            ctx, r, chosen[r], after=after, upto=upto, full_state=full_state, changes=changes
+        )
+    ]
+    if changed:
+        summaries.update(await q.room_summaries(conn, changed, upto, ctx.user_id))
     out = {}
     for room_id in rooms:
         out[room_id] = await room_section(
@@ -271,7 +284,7 @@ async def joined_sections(
             upto=upto,
             full_state=full_state,
             in_range=preread.get(room_id),
-            summary=(summaries or {}).get(room_id),
+            summary=summaries.get(room_id),
             changes=changes,
             chosen=chosen[room_id],
             state_rows=states.get(room_id) if full_state else None,
@@ -280,6 +293,28 @@ async def joined_sections(
             with_children=with_children,
         )
     return out
+
+
+def _members_changed(
+    ctx: SyncContext,
+    room_id: str,
+    chosen: Selected,
+    *,
+    after: int,
+    upto: int,
+    full_state: bool,
+    changes: q.StateChanges | None,
+) -> bool:
+    """Whether :func:`room_section` will find the room's members changed, judged as it
+    judges from the timeline and the state changes before it (a room whose timeline
+    hides events may also find out from those, in :func:`room_section` itself)."""
+    events = chosen.events
+    if full_state or any(e.type == q.MEMBER for e in events):
+        return True
+    if not (ctx.state_after or chosen.gap) or changes is None or changes.after != after:
+        return False
+    at = upto if ctx.state_after else (events[0].pos if events else upto + 1) - 1
+    return any(s.type == q.MEMBER for s in changes.delta(room_id, at))
 
 
 async def _changes_of(
