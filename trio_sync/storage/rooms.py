@@ -352,8 +352,10 @@ async def states_at(
     where = ""
     if members is not None:
         # A hashed lookup of the (room, user) pairs, on both backends.
-        either = "AND" if members_only else "OR"
-        where = f" WHERE (s.type {'=' if members_only else '<>'} '{MEMBER}' {either} {pair})"
+        if members_only:
+            where = f" WHERE s.type = '{MEMBER}' AND {pair}"
+        else:
+            where = f" WHERE (s.type <> '{MEMBER}' OR {pair})"
         args.append(
             Array([f"{room_id}{_PAIR}{user}" for room_id in points for user in members[room_id]])
         )

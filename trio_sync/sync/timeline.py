@@ -54,10 +54,9 @@ class Viewer:
         to put in it). Without ``event_fields``, an event stored without ``unsigned`` gets
         it spliced onto its stored text (:func:`~trio_sync.client_format.with_unsigned`);
         any other is parsed, completed and dumped."""
-        if self.fmt == "federation":
+        if self.fmt == "federation":  # no per-user parts: the stored PDU as it is
             return self.serve_as(ev, None, False, relations)
-        membership, own = self.unsigned_parts(ev, access)
-        return self.serve_as(ev, membership, own, relations)
+        return self.serve_as(ev, *self.unsigned_parts(ev, access), relations)
 
     def serve_as(
         self,
